@@ -1,0 +1,106 @@
+"""Model artifacts: one directory holding everything a student needs at run time.
+
+    model.onnx       int8-quantized ONNX graph: input_ids, attention_mask -> logits
+    tokenizer.json   the `tokenizers` WordPiece tokenizer the student was trained with
+    labels.json      the taxonomy (ordered labels + descriptions) = the logits' columns
+    config.json      model version, max sequence length, training settings
+    metrics.json     held-out evaluation
+    model_card.md    what the model is, how it was trained, how well it does
+    SHA256SUMS       sha256 of every file above, in `sha256sum` format (`sha256sum -c` checks it)
+
+Loading verifies every hash first: a tampered or half-copied artifact is refused, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.taxonomy import Taxonomy
+
+CHECKSUM_FILE = "SHA256SUMS"
+REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "config.json")
+
+
+class ArtifactError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    path: Path
+    taxonomy: Taxonomy
+    config: dict
+
+    @property
+    def version(self) -> str:
+        return str(self.config.get("model_version", "unknown"))
+
+    @property
+    def max_length(self) -> int:
+        return int(self.config.get("max_length", 64))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checksums(directory: Path) -> dict[str, str]:
+    """Hash every regular file in the directory (but the checksum file) into SHA256SUMS."""
+    directory = Path(directory)
+    sums = {p.name: sha256_file(p) for p in sorted(directory.iterdir())
+            if p.is_file() and p.name != CHECKSUM_FILE}
+    (directory / CHECKSUM_FILE).write_text("".join(f"{h}  {name}\n" for name, h in sums.items()))
+    return sums
+
+
+def read_checksums(directory: Path) -> dict[str, str]:
+    path = Path(directory) / CHECKSUM_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: no {CHECKSUM_FILE}; refusing an unverifiable model")
+    sums = {}
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or "/" in name:
+            raise ArtifactError(f"{path}:{line_no}: malformed checksum line {line!r}")
+        sums[name] = digest
+    return sums
+
+
+def verify_artifact(directory: Path) -> None:
+    directory = Path(directory)
+    sums = read_checksums(directory)
+    missing = [name for name in REQUIRED_FILES if name not in sums]
+    if missing:
+        raise ArtifactError(f"{directory}: {CHECKSUM_FILE} does not cover {missing}")
+    for name, expected in sums.items():
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{directory}: {name} is listed in {CHECKSUM_FILE} but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactError(f"{directory}: sha256 mismatch for {name} "
+                                f"(expected {expected[:12]}…, got {actual[:12]}…); refusing to load")
+
+
+def load_artifact(directory: str | Path) -> ModelArtifact:
+    """Verify hashes, then read labels and config. Raises ArtifactError on any problem."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: not a model directory")
+    verify_artifact(directory)
+    try:
+        taxonomy = Taxonomy.from_dict(json.loads((directory / "labels.json").read_text()))
+        config = json.loads((directory / "config.json").read_text())
+    except (ValueError, OSError) as exc:
+        raise ArtifactError(f"{directory}: unreadable labels.json/config.json: {exc}") from exc
+    return ModelArtifact(path=directory, taxonomy=taxonomy, config=config)

@@ -1,0 +1,95 @@
+"""`logdistill` command line.
+
+The runtime owns `classify`. Other commands (training, model building) register themselves
+through the `logdistill.commands` entry-point group, so this module never imports training
+code and an edge install without torch simply has fewer commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib.metadata import entry_points
+from typing import BinaryIO, Iterator
+
+from service import __version__
+
+CLASSIFY_CHUNK_LINES = 512
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logdistill", description="Distilled log classification.")
+    parser.add_argument("--version", action="version", version=f"logdistill {__version__}")
+    commands = parser.add_subparsers(title="commands")
+    add_classify_command(commands)
+    for plugin in entry_points(group="logdistill.commands"):
+        try:
+            register = plugin.load()
+        except ImportError as exc:  # e.g. training extras (torch) not installed on an edge node
+            print(f"logdistill: command group {plugin.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(commands)
+    return parser
+
+
+def add_classify_command(commands) -> None:
+    p = commands.add_parser("classify", help="classify log lines from files or stdin, one JSON object per line")
+    p.add_argument("files", nargs="*", help="log files (default: stdin)")
+    p.add_argument("--model", required=True, help="model artifact directory")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--cache-size", type=int, default=50_000, help="template cache entries (0 disables)")
+    p.add_argument("--max-line-bytes", type=int, default=64 * 1024)
+    p.set_defaults(handler=run_classify)
+
+
+def run_classify(args) -> int:
+    from service.artifact import ArtifactError
+    from service.classifier import Classifier
+
+    try:
+        classifier = Classifier.from_dir(args.model, threads=args.threads, batch_size=args.batch_size,
+                                         cache_size=args.cache_size, max_line_bytes=args.max_line_bytes)
+    except ArtifactError as exc:
+        print(f"logdistill: {exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    errors = 0
+    for chunk in read_chunks(args.files):
+        for result in classifier.classify_raw(chunk):
+            record = result.to_record()
+            errors += "error" in record
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+    if errors:
+        print(f"logdistill: {errors} line(s) could not be classified (see their 'error' records)", file=sys.stderr)
+    return 0
+
+
+def read_chunks(files: list[str]) -> Iterator[list[bytes]]:
+    """Lines as raw bytes, in chunks, so decoding errors are reported per line, not per file."""
+    for name in files or ["-"]:
+        stream: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")
+        with stream:
+            chunk: list[bytes] = []
+            for raw in stream:
+                chunk.append(raw)
+                if len(chunk) >= CLASSIFY_CHUNK_LINES:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+
+if __name__ == "__main__":
+    sys.exit(main())
