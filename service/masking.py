@@ -23,10 +23,15 @@ MASK_RULES: list[tuple[str, re.Pattern]] = [
     ("<TS>", re.compile(
         r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b|"
         r"\b\d{4}[-/.]\d{2}[-/.]\d{2}(?:-\d{2}\.\d{2}\.\d{2}(?:\.\d+)?)?\b|"
+        r"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? )?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2},? "
+        r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: \d{4})?\b|"
         r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b")),
     ("<URL>", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")),
     ("<EMAIL>", re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")),
-    ("<IP>", re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])|"
+    # Host names only with a known top-level suffix, so Java packages and "obj.method()" survive.
+    ("<HOST>", re.compile(r"\b(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|io|cn|hk|jp|de|uk|ru|local|internal|"
+                          r"svc|lan|corp)(?::\d{1,5})?\b")),
+    ("<IP>", re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\w|\.\w)|"
                         r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}(?![\w:])")),
     # Deployment pods "web-7d9f8b6c5-x2kqz", daemonset pods "fluentd-x2kqz", jobs "backup-28190400-abcde".
     ("<POD>", re.compile(r"\b[a-z0-9]+(?:-[a-z0-9]+)*?-(?:[a-f0-9]{8,10}|\d{8})-[a-z0-9]{5}(?![a-z0-9])|"

@@ -1,0 +1,97 @@
+"""Evaluation: classification metrics, teacher agreement, retention, confusion matrix plot.
+
+All metrics take integer label indices (gold) and probability or index predictions, with an
+optional weight per row: held-out sets are scored per template (each distinct template counts
+once: generalisation) and per line (weighted by how often the template occurred: what an
+operator sees in the stream).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+KEYWORD_BASELINE_RE = re.compile(r"error|exception|fail", re.IGNORECASE)
+
+
+def keyword_baseline(texts: list[str], labels: tuple[str, ...]) -> np.ndarray:
+    """The regex an SRE would write first: (error|exception|fail) → app_error, else normal."""
+    error, normal = labels.index("app_error"), labels.index("normal")
+    return np.array([error if KEYWORD_BASELINE_RE.search(t) else normal for t in texts])
+
+
+def confusion_matrix(gold: np.ndarray, pred: np.ndarray, n_labels: int, weights: np.ndarray | None = None):
+    weights = np.ones(len(gold)) if weights is None else weights
+    matrix = np.zeros((n_labels, n_labels))
+    np.add.at(matrix, (gold, pred), weights)
+    return matrix
+
+
+def classification_report(gold: np.ndarray, pred: np.ndarray, labels: tuple[str, ...],
+                          weights: np.ndarray | None = None) -> dict:
+    """Accuracy, macro-F1 over labels present in gold, per-label precision/recall/F1/support."""
+    pred = _as_indices(pred)
+    matrix = confusion_matrix(gold, pred, len(labels), weights)
+    true_pos = np.diag(matrix)
+    predicted = matrix.sum(axis=0)
+    support = matrix.sum(axis=1)
+    precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos), where=predicted > 0)
+    recall = np.divide(true_pos, support, out=np.zeros_like(true_pos), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(true_pos),
+                   where=(precision + recall) > 0)
+    present = support > 0
+    return {
+        "accuracy": float(true_pos.sum() / max(matrix.sum(), 1e-12)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "n": int(len(gold)),
+        "per_label": {label: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
+                              "f1": round(float(f1[i]), 4), "support": float(support[i])}
+                      for i, label in enumerate(labels) if support[i] > 0 or predicted[i] > 0},
+        "confusion": matrix.tolist(),
+    }
+
+
+def agreement(pred_a: np.ndarray, pred_b: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Share of rows on which two predictors pick the same top label."""
+    same = (_as_indices(pred_a) == _as_indices(pred_b)).astype(float)
+    return float(np.average(same, weights=weights))
+
+
+def retention(student: dict, teacher: dict) -> dict:
+    """Student score as a share of the teacher's, for accuracy and macro-F1."""
+    return {metric: (student[metric] / teacher[metric] if teacher[metric] > 0 else 0.0)
+            for metric in ("accuracy", "macro_f1")}
+
+
+def plot_confusion(matrix: np.ndarray, labels: tuple[str, ...], path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0  # hide labels absent from both axes
+    matrix = np.asarray(matrix)[np.ix_(keep, keep)]
+    shown = [label for label, k in zip(labels, keep) if k]
+    row_share = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1e-12, None)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(shown), 0.8 + 0.55 * len(shown)))
+    ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right")
+    ax.set_yticks(range(len(shown)), shown)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    for i in range(len(shown)):
+        for j in range(len(shown)):
+            if matrix[i, j]:
+                ax.text(j, i, f"{matrix[i, j]:g}", ha="center", va="center", fontsize=8,
+                        color="white" if row_share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _as_indices(pred: np.ndarray) -> np.ndarray:
+    pred = np.asarray(pred)
+    return pred.argmax(axis=1) if pred.ndim == 2 else pred

@@ -1,0 +1,71 @@
+"""Export a trained student as a runtime artifact (see service/artifact.py for the layout).
+
+torch → ONNX (dynamic batch and sequence axes) → dynamic int8 quantization of the weights
+(onnxruntime.quantization) → tokenizer, labels, config, metrics, model card → SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from tokenizers import Tokenizer
+
+from service.artifact import write_checksums
+from service.taxonomy import Taxonomy
+from training.student import Student
+
+ONNX_OPSET = 17
+
+
+def export_onnx(model: Student, path: Path) -> None:
+    """fp32 ONNX graph: (input_ids, attention_mask) int64 [batch, seq] -> logits float [batch, labels]."""
+    model.eval()
+    ids = torch.ones((2, 8), dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    torch.onnx.export(
+        model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                      "logits": {0: "batch"}},
+        opset_version=ONNX_OPSET, dynamo=False)
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def write_artifact(out_dir: str | Path, model: Student, tokenizer: Tokenizer, taxonomy: Taxonomy, config: dict,
+                   metrics: dict | None = None, extra_files: dict[str, Path] | None = None,
+                   quantize: bool = True) -> Path:
+    """Write a complete, checksummed artifact directory (replacing any previous one atomically)."""
+    out_dir = Path(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent if out_dir.parent.exists()
+                                    else None))
+    try:
+        fp32 = staging / "model.fp32.onnx"
+        export_onnx(model, fp32)
+        if quantize:
+            quantize_int8(fp32, staging / "model.onnx")
+            fp32.unlink()
+        else:
+            fp32.rename(staging / "model.onnx")
+        tokenizer.save(str(staging / "tokenizer.json"))
+        (staging / "labels.json").write_text(json.dumps(taxonomy.to_dict(), indent=2))
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        if metrics is not None:
+            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, staging / name)
+        write_checksums(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
