@@ -103,4 +103,6 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
         config = json.loads((directory / "config.json").read_text())
     except (ValueError, OSError) as exc:
         raise ArtifactError(f"{directory}: unreadable labels.json/config.json: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{directory}: config.json must be a JSON object, not {type(config).__name__}")
     return ModelArtifact(path=directory, taxonomy=taxonomy, config=config)
