@@ -36,10 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             register = plugin.load()
         except ImportError as exc:  # e.g. training extras (torch) not installed on an edge node
-            print(f"logdistill: command group {plugin.name!r} unavailable: {exc}", file=sys.stderr)
+            add_unavailable_command(commands, plugin.name, exc)
             continue
         register(commands)
     return parser
+
+
+def add_unavailable_command(commands, name: str, exc: ImportError) -> None:
+    """Keep a plugin's name visible, failing with the reason only when someone runs it."""
+    p = commands.add_parser(name, help=f"(unavailable here: {exc.name or exc})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(_args) -> int:
+        print(f"logdistill: {name!r} commands need the training extras (pip install 'logdistill[train]'): {exc}",
+              file=sys.stderr)
+        return 2
+
+    p.set_defaults(handler=unavailable)
 
 
 def add_classify_command(commands) -> None:

@@ -10,17 +10,33 @@ dropped by the caller's dedup.
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import uuid
 
-from service.masking import MASK_RULES
+from service.masking import HTTP_STATUS_RE, MASK_RULES
 from service.parsing import normalise_level, parse_line
 from training.k8s_corpus import wrap
 
+STAND_IN_RE = re.compile("<\x00([A-J]+)>")
 WORDS = ("alpha", "beta", "gamma", "delta", "orders", "payments", "cart", "auth", "search", "billing")
 
 
-def _random_value(placeholder: str, rng: random.Random) -> str:
+def _random_value(placeholder: str, rng: random.Random, original: str = "") -> str:
+    if placeholder in ("<TS>", "<NUM>") and original:
+        # Same shape, fresh digits: the mask rules look at digit counts ("AssignedReds:893" is an <ID>,
+        # "AssignedReds:0" a number) and separators. A number keeps its first digit, so it never turns
+        # into an HTTP status code ("returned 7 items" -> "returned 503 items").
+        digits = [m.start() for m in re.finditer("[0-9]", original)]
+        keep = digits[0] if placeholder == "<NUM>" and len(digits) > 1 else -1
+        return "".join(str(rng.randint(0, 9)) if c in "0123456789" and i != keep else c for i, c in enumerate(original))
+    if placeholder == "<PATH>" and original.endswith("/"):
+        return _random_value(placeholder, rng) + "/"
+    if placeholder == "<URL>":
+        return f"https://{rng.choice(WORDS)}.{rng.choice(('com', 'net', 'io'))}/{rng.choice(WORDS)}"
+    if placeholder == "<EMAIL>":
+        return f"{rng.choice(WORDS)}@{rng.choice(WORDS)}.com"
     if placeholder == "<IP>":
         ip = ".".join(str(rng.randint(1, 254)) for _ in range(4))
         return f"{ip}:{rng.randint(1024, 65535)}" if rng.random() < 0.5 else ip
@@ -44,11 +60,37 @@ def _random_value(placeholder: str, rng: random.Random) -> str:
 
 
 def resample_variables(line: str, rng: random.Random) -> str:
-    """The same line with every maskable variable replaced by a fresh random value of its kind."""
-    out = line
+    """The same line with every maskable variable replaced by a fresh random value of its kind.
+
+    Only the message is resampled where it stands verbatim in the line: envelope headers have a
+    syntax of their own (klog's "file.go:123]"). Variables are found as the masker finds them (rules
+    in order, HTTP status codes kept). Each is first replaced by a stand-in token that no later rule
+    matches ("<", NUL, letters, ">": shaped like a mask placeholder), so a fresh value is never itself
+    re-read as another variable (an IP's digits as numbers, a timestamp as an id); the stand-ins
+    become the values at the end.
+    """
+    parsed = parse_line(line)
+    if parsed.format != "plain" and parsed.message:
+        # As written in the line: verbatim (CRI, klog) or JSON-escaped (docker, structured JSON).
+        for encode in (lambda text: text, lambda text: json.dumps(text)[1:-1]):
+            start = line.rfind(encode(parsed.message))
+            if start >= 0:
+                end = start + len(encode(parsed.message))
+                return line[:start] + encode(_resample_text(parsed.message, rng)) + line[end:]
+    return _resample_text(line, rng)
+
+
+def _resample_text(line: str, rng: random.Random) -> str:
+    values: list[str] = []
+
+    def stand_in(value: str) -> str:
+        values.append(value)
+        return "<\x00" + "".join(chr(ord("A") + int(d)) for d in str(len(values) - 1)) + ">"
+
+    out = HTTP_STATUS_RE.sub(lambda m: m.group(1) + m.group(2) + stand_in(m.group(3)), line)
     for placeholder, pattern in MASK_RULES:
-        out = pattern.sub(lambda _m, p=placeholder: _random_value(p, rng), out)
-    return out
+        out = pattern.sub(lambda m, p=placeholder: stand_in(_random_value(p, rng, m.group(0))), out)
+    return STAND_IN_RE.sub(lambda m: values[int("".join(str(ord(c) - ord("A")) for c in m.group(1)))], out)
 
 
 def rewrap(line: str, rng: random.Random, level_hint: str | None = None) -> str:

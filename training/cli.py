@@ -16,6 +16,8 @@ def register(commands) -> None:
     p.add_argument("--no-seed-corpus", action="store_true", help="leave out the hand-labelled Kubernetes templates")
     p.add_argument("--extra", nargs="*", default=[], help="more corpus files: .log/.txt or .jsonl")
     p.add_argument("--label-store", default="models/label_store.sqlite")
+    p.add_argument("--tokenizer", choices=["corpus", "minilm"], help="student vocabulary (default: corpus)")
+    p.add_argument("--no-pretrained-init", action="store_true", help="random token embeddings, not MiniLM's")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lam", type=float, help="weight of the soft-label KL term (0..1)")
     p.add_argument("--temperature", type=float)
@@ -43,6 +45,9 @@ def run_train(args) -> int:
         cfg.loghub_dir = args.loghub_dir
     if args.recorded_labels:
         cfg.recorded_labels = args.recorded_labels
+    if args.tokenizer:
+        cfg.tokenizer = args.tokenizer
+    cfg.init_embeddings = not args.no_pretrained_init
     if args.augment_variants is not None:
         cfg.augment_variants = args.augment_variants
     cfg.train = {k: v for k, v in {"epochs": args.epochs, "lam": args.lam,

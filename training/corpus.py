@@ -76,7 +76,12 @@ def read_loghub_structured(csv_path: str | Path) -> Iterator[LogRecord]:
     csv_path = Path(csv_path)
     system = csv_path.name.split("_")[0]
     raw_path = csv_path.with_name(csv_path.name.replace("_structured.csv", ""))
-    raw_lines = raw_path.read_text(encoding="utf-8", errors="replace").splitlines() if raw_path.exists() else None
+    raw_lines = None
+    if raw_path.exists():
+        # Line by line as a file reads (\n, \r\n, \r), not str.splitlines(): that also breaks at form
+        # feeds, \x1c-\x1e, \x85, \u2028..., and one such byte inside a line would shift every later LineId.
+        with open(raw_path, encoding="utf-8", errors="replace") as f:
+            raw_lines = [line.rstrip("\n") for line in f]
     with open(csv_path, encoding="utf-8", errors="replace", newline="") as f:
         for row in csv.DictReader(f):
             line_id = int(row["LineId"])

@@ -90,7 +90,7 @@ def train_student(model: Student, tokenizer: Tokenizer, texts: list[str], teache
 
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, cfg.warmup_fraction))
     rng = np.random.default_rng(cfg.seed)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from training.teachers.base import Teacher, TeacherQuery
 
@@ -72,14 +73,16 @@ class LabelStore:
 
 
 def label_templates(teacher: Teacher, store: LabelStore, queries: list[TeacherQuery],
-                    labels: tuple[str, ...], batch_size: int = 64) -> tuple[dict[str, np.ndarray], LabelingStats]:
+                    labels: tuple[str, ...], batch_size: int = 64,
+                    progress: bool = False) -> tuple[dict[str, np.ndarray], LabelingStats]:
     """Distributions for every query key: from the store where present, else from the teacher."""
     unique = list({q.key: q for q in queries}.values())
     stats = LabelingStats(asked=len(unique))
     answers = store.get_many(teacher.teacher_id, [q.key for q in unique], labels)
     stats.from_store = len(answers)
     todo = [q for q in unique if q.key not in answers]
-    for start in range(0, len(todo), batch_size):
+    for start in tqdm(range(0, len(todo), batch_size), desc=f"label ({teacher.teacher_id[:24]})", unit="batch",
+                      disable=not progress or not todo):
         batch = todo[start: start + batch_size]
         new = {q.key: p for q, p in zip(batch, teacher.distributions(batch)) if p is not None}
         stats.failed += len(batch) - len(new)

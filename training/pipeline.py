@@ -33,7 +33,8 @@ from training.model_card import write_model_card
 from training.student import Student, StudentConfig
 from training.teachers.base import TeacherQuery
 from training.teachers.recorded import RecordedTeacher
-from training.tokenizer import train_wordpiece
+from training import pretrained
+from training.tokenizer import train_wordpiece, with_cls_sep
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -53,7 +54,11 @@ class BuildConfig:
     augment_variants: int = 4
     max_train_templates: int | None = None     # for quick runs and tests
     seed: int = 0
-    student: dict = field(default_factory=lambda: {"dim": 128, "layers": 2, "heads": 4, "max_length": 64})
+    # embed_dim=384: MiniLM's token embeddings, frozen, with a learned projection to dim (see pretrained.py).
+    student: dict = field(default_factory=lambda: {"dim": 128, "layers": 2, "heads": 4, "max_length": 64,
+                                                   "embed_dim": 384})
+    tokenizer: str = "minilm"                 # minilm (MiniLM's WordPiece vocabulary) | corpus (trained here)
+    init_embeddings: bool = True              # start token embeddings from MiniLM's (see pretrained.py)
     train: dict = field(default_factory=dict)  # overrides of TrainConfig
     progress: bool = True
 
@@ -86,7 +91,7 @@ def build_model(cfg: BuildConfig) -> dict:
     store = LabelStore(cfg.label_store)
     t0 = time.time()
     soft, label_stats = label_templates(teacher, store, queries(train_templates + test_templates),
-                                        taxonomy.labels)
+                                        taxonomy.labels, progress=cfg.progress)
     teacher_seconds = time.time() - t0
     log(f"teacher {teacher.teacher_id}: {asdict(label_stats)} in {teacher_seconds:.1f}s")
 
@@ -104,11 +109,18 @@ def build_model(cfg: BuildConfig) -> dict:
     log(f"training set: {n_original} templates + {len(aug_texts)} augmented")
 
     # 5. Tokenizer and student.
-    tokenizer = train_wordpiece(train_texts)
+    tokenizer = make_tokenizer(cfg, train_texts)
     student_cfg = StudentConfig(vocab_size=tokenizer.get_vocab_size(), n_labels=len(taxonomy.labels),
                                 **cfg.student)
     train_cfg = TrainConfig(**{**asdict(TrainConfig()), "seed": cfg.seed, **cfg.train})
     model = Student(student_cfg)
+    if cfg.init_embeddings:
+        vectors = pretrained.token_vectors(tokenizer)
+        if student_cfg.embed_dim:  # frozen MiniLM rows, learned projection: unseen words keep their meaning
+            model.tokens.weight.data.copy_(torch.from_numpy(vectors / vectors.std() * 0.02))
+            model.tokens.weight.requires_grad_(False)
+        else:
+            model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
     history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
                             progress=cfg.progress)
 
@@ -239,6 +251,16 @@ def augment(templates: list[Template], soft: dict[str, np.ndarray], seen: set[st
                 texts.append(key)
                 probs.append(soft[t.key])
     return texts, probs
+
+
+# ---- 5. tokenizer ------------------------------------------------------------------------
+
+def make_tokenizer(cfg: BuildConfig, train_texts: list[str]):
+    if cfg.tokenizer == "corpus":
+        return train_wordpiece(train_texts)
+    if cfg.tokenizer == "minilm":
+        return with_cls_sep(pretrained.minilm_tokenizer())
+    raise ValueError(f"unknown tokenizer {cfg.tokenizer!r} (corpus | minilm)")
 
 
 # ---- 6. evaluation -----------------------------------------------------------------------

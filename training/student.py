@@ -26,6 +26,7 @@ class StudentConfig:
     heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.1
+    embed_dim: int | None = None   # set: token embeddings of this width (frozen, pretrained) + a learned projection
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +69,8 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig):
         super().__init__()
         self.cfg = cfg
-        self.tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.embed_dim or cfg.dim)
+        self.embed_proj = nn.Linear(cfg.embed_dim, cfg.dim) if cfg.embed_dim else nn.Identity()
         self.positions = nn.Embedding(cfg.max_length, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
@@ -79,7 +81,7 @@ class Student(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_hidden: bool = False):
         seq = input_ids.shape[1]
         positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
-        x = self.dropout(self.tokens(input_ids) + self.positions(positions))
+        x = self.dropout(self.embed_proj(self.tokens(input_ids)) + self.positions(positions))
         mask = attention_mask.to(x.dtype)
         pad_bias = ((1.0 - mask) * -1e4)[:, None, None, :]  # padded keys get no attention
         hidden = []

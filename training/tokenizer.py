@@ -23,6 +23,11 @@ def train_wordpiece(texts: list[str], vocab_size: int = 4000, min_frequency: int
                                         special_tokens=SPECIAL_TOKENS)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     tokenizer.add_special_tokens(PLACEHOLDERS)
+    return with_cls_sep(tokenizer)
+
+
+def with_cls_sep(tokenizer: Tokenizer) -> Tokenizer:
+    """Frame every encoding as [CLS] text [SEP], the layout the student is trained on."""
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])

