@@ -25,7 +25,7 @@ from training.teachers.base import apply_temperature
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01

@@ -135,6 +135,10 @@ def build_model(cfg: BuildConfig) -> dict:
         draft = write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config)
         runtime_probs = Classifier.from_dir(draft, cache_size=0).student.predict_proba(evaluation.keys)
     metrics = evaluation.metrics(runtime_probs, fp32_logits)
+    # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
+    seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
+    metrics["seen_templates"] = {"templates": n_original, "agreement_with_teacher":
+                                 agreement(seen_logits, np.stack(train_probs[:n_original]))}
     metrics.update({"dedup": dedup, "teacher_labelling": {**asdict(label_stats), "seconds": round(teacher_seconds, 2)},
                     "training_examples": {"templates": n_original, "augmented": len(aug_texts)},
                     "build_seconds": round(time.time() - started, 1)})
@@ -271,6 +275,7 @@ class HeldOut:
     gold: np.ndarray           # label index per key
     counts: np.ndarray         # lines per key (for line-weighted scores)
     teacher: np.ndarray        # the teacher's distribution per key
+    sources: list[str]         # corpus of origin per key: a Loghub system or "k8s"
     labels: tuple[str, ...]
 
     @classmethod
@@ -280,7 +285,8 @@ class HeldOut:
         rows = [(t, g) for t, g in rows if g is not None and t.key in soft]
         return cls(keys=[t.key for t, _ in rows], gold=np.array([g for _, g in rows], dtype=int),
                    counts=np.array([t.count for t, _ in rows], dtype=float),
-                   teacher=np.stack([soft[t.key] for t, _ in rows]), labels=taxonomy.labels)
+                   teacher=np.stack([soft[t.key] for t, _ in rows]),
+                   sources=[t.group.split(":")[0] for t, _ in rows], labels=taxonomy.labels)
 
     def scores(self, pred: np.ndarray) -> dict:
         return {"templates": classification_report(self.gold, pred, self.labels),
@@ -298,7 +304,15 @@ class HeldOut:
             "agreement_with_teacher": {"templates": agreement(student_probs, self.teacher),
                                        "lines": agreement(student_probs, self.teacher, self.counts)},
             "int8_vs_fp32_agreement": agreement(student_probs, fp32_logits),
+            "student_accuracy_by_source": self.accuracy_by_source(student_probs),
         }
+
+    def accuracy_by_source(self, pred: np.ndarray) -> dict:
+        correct = np.asarray(pred).argmax(axis=1) == self.gold
+        sources = np.array(self.sources)
+        return {source: {"templates": int((sources == source).sum()),
+                         "accuracy": round(float(correct[sources == source].mean()), 4)}
+                for source in sorted(set(self.sources))}
 
 
 def summary_line(metrics: dict) -> str:
