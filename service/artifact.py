@@ -6,6 +6,8 @@
     config.json      model version, max sequence length, training settings
     metrics.json     held-out evaluation
     model_card.md    what the model is, how it was trained, how well it does
+    templates.json   optional: ids of the template keys the student was trained on (novelty.py);
+                     artifacts without it load, with no novel-template signal
     SHA256SUMS       sha256 of every file above, in `sha256sum` format (`sha256sum -c` checks it)
 
 Loading verifies every hash first: a tampered or half-copied artifact is refused, never served.
@@ -22,6 +24,7 @@ from service.taxonomy import Taxonomy
 
 CHECKSUM_FILE = "SHA256SUMS"
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json", "config.json")
+TEMPLATES_FILE = "templates.json"
 
 
 class ArtifactError(RuntimeError):
@@ -33,6 +36,7 @@ class ModelArtifact:
     path: Path
     taxonomy: Taxonomy
     config: dict
+    training_templates: frozenset[str] | None = None  # template ids (records.template_id); None: unknown
 
     @property
     def version(self) -> str:
@@ -76,7 +80,8 @@ def read_checksums(directory: Path) -> dict[str, str]:
     return sums
 
 
-def verify_artifact(directory: Path) -> None:
+def verify_artifact(directory: Path) -> dict[str, str]:
+    """Every listed file present with its hash; returns the listing."""
     directory = Path(directory)
     sums = read_checksums(directory)
     missing = [name for name in REQUIRED_FILES if name not in sums]
@@ -90,6 +95,7 @@ def verify_artifact(directory: Path) -> None:
         if actual != expected:
             raise ArtifactError(f"{directory}: sha256 mismatch for {name} "
                                 f"(expected {expected[:12]}…, got {actual[:12]}…); refusing to load")
+    return sums
 
 
 def load_artifact(directory: str | Path) -> ModelArtifact:
@@ -97,7 +103,7 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"{directory}: not a model directory")
-    verify_artifact(directory)
+    sums = verify_artifact(directory)
     try:
         taxonomy = Taxonomy.from_dict(json.loads((directory / "labels.json").read_text()))
         config = json.loads((directory / "config.json").read_text())
@@ -105,4 +111,25 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
         raise ArtifactError(f"{directory}: unreadable labels.json/config.json: {exc}") from exc
     if not isinstance(config, dict):
         raise ArtifactError(f"{directory}: config.json must be a JSON object, not {type(config).__name__}")
-    return ModelArtifact(path=directory, taxonomy=taxonomy, config=config)
+    # Only a file the checksums cover is trusted; older artifacts simply have none.
+    templates = read_training_templates(directory) if TEMPLATES_FILE in sums else None
+    return ModelArtifact(path=directory, taxonomy=taxonomy, config=config, training_templates=templates)
+
+
+def write_training_templates(directory: Path, template_ids) -> None:
+    """The ids of the templates a student was trained on, sorted (reproducible bytes, stable hash)."""
+    ids = sorted(set(template_ids))
+    (Path(directory) / TEMPLATES_FILE).write_text(json.dumps(
+        {"id": "service.records.template_id of the template key (results' template.id)", "count": len(ids),
+         "ids": ids}, indent=0))
+
+
+def read_training_templates(directory: Path) -> frozenset[str]:
+    path = Path(directory) / TEMPLATES_FILE
+    try:
+        ids = json.loads(path.read_text()).get("ids")
+    except (ValueError, OSError, AttributeError) as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc}") from exc
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ArtifactError(f"{path}: expected {{\"ids\": [template id, ...]}}")
+    return frozenset(ids)

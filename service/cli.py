@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"logdistill {__version__}")
     commands = parser.add_subparsers(title="commands")
     add_classify_command(commands)
+    add_serve_command(commands)
+    add_demo_command(commands)
     for plugin in entry_points(group="logdistill.commands"):
         try:
             register = plugin.load()
@@ -87,6 +89,42 @@ def run_classify(args) -> int:
     if errors:
         print(f"logdistill: {errors} line(s) could not be classified (see their 'error' records)", file=sys.stderr)
     return 0
+
+
+def add_serve_command(commands) -> None:
+    from service.config import add_arguments  # light: kafka-python is imported only when serving
+
+    p = commands.add_parser("serve", help="classify a Kafka topic into a results topic (at-least-once), "
+                                          "with Prometheus metrics",
+                            description="Options also come from LOGDISTILL_* env vars and a YAML file "
+                                        "(same names); flags win over env, env over the file.")
+    add_arguments(p)
+    p.set_defaults(handler=run_serve)
+
+
+def run_serve(args) -> int:
+    from service.serve import main as serve_main
+
+    return serve_main(args)
+
+
+def add_demo_command(commands) -> None:
+    from service.demo import add_arguments  # light: rich, the broker and Kafka load only when it runs
+
+    p = commands.add_parser("demo", help="replay sample logs through `serve` on an embedded Kafka broker, "
+                                         "with a live summary",
+                            description="Starts an embedded broker (unless --bootstrap-servers or "
+                                        "LOGDISTILL_BOOTSTRAP_SERVERS names a cluster), replays the Loghub "
+                                        "lines, runs `serve` on them and shows what it does. Every `serve` "
+                                        "option is accepted, from flags, LOGDISTILL_* env vars or a YAML file.")
+    add_arguments(p)
+    p.set_defaults(handler=run_demo)
+
+
+def run_demo(args) -> int:
+    from service.demo import main as demo_main
+
+    return demo_main(args)
 
 
 def read_chunks(files: list[str]) -> Iterator[list[bytes]]:

@@ -39,6 +39,20 @@ class ServeConfig:
     only_problems: bool = opt(False, "emit only results whose label is not --normal-label (all are still counted)")
     normal_label: str = opt("normal", "the label --only-problems leaves out")
     low_confidence: float = opt(0.5, "confidence under which a result counts as low-confidence")
+    # Model updates and the teacher loop (reload.py, cascade.py, feedback.py)
+    reload_interval_s: float = opt(10.0, "how often the model directory is checked for a new model, between "
+                                         "batches (0: never)")
+    escalation_topic: str = opt("logs.escalate", "low-confidence results are also sent here for teacher "
+                                                 "labelling (empty: off)")
+    escalation_dedup: int = opt(10_000, "escalate a template once per model while it is among this many "
+                                        "recently escalated ones (0: every low-confidence line)")
+    feedback_topic: str = opt("logs.feedback", "teacher answers (JSON) scored against the student and stored "
+                                               "for retraining (empty: off)")
+    feedback_group_id: str = opt("", "consumer group of the feedback topic (empty: <group_id>.feedback); "
+                                     "one per instance for every instance to see every answer")
+    label_store: str = opt("models/label_store.sqlite", "SQLite label store the teacher answers go to "
+                                                        "(training's default path; empty: not stored)")
+    accuracy_window: int = opt(500, "online accuracy is over this many most recent teacher answers")
     # Kafka topics and group
     bootstrap_servers: str = opt("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated")
     input_topic: str = opt("logs", "topic(s) to classify, comma-separated")

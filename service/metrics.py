@@ -53,7 +53,28 @@ class ServeMetrics:
                                     ["operation"], registry=r)
         self.cache_hit_ratio = Gauge("logdistill_cache_hit_ratio", "Template cache hit ratio since start",
                                      registry=r)
+        self.consumer_lag = Gauge(
+            "logdistill_consumer_lag", "Records not yet committed, per assigned partition: the high "
+            "watermark of the last fetch minus the committed offset", ["topic", "partition"], registry=r)
         self.model = Info("logdistill_model", "The model being served", registry=r)
+        # Model updates and the teacher loop (reload.py, cascade.py, feedback.py, novelty.py)
+        self.model_reloads = Counter(
+            "logdistill_model_reloads", "New models found in the model directory: ok (now served) or rejected "
+            "(failed verification or loading; the previous model keeps serving)", ["result"], registry=r)
+        self.escalations = Counter("logdistill_escalations", "Low-confidence results sent to the escalation "
+                                   "topic for teacher labelling", registry=r)
+        self.feedback = Counter("logdistill_feedback", "Teacher answers from the feedback topic, by whether the "
+                                "served student's label agrees", ["result"], registry=r)
+        self.online_accuracy = Gauge("logdistill_online_accuracy", "Share of the most recent teacher answers "
+                                     "the student agrees with (NaN before the first)", registry=r)
+        self.template_novelty = Counter(
+            "logdistill_template_novelty", "Classified lines by whether their template was in the model's "
+            "training set (drift signal; stays 0 for artifacts without templates.json)", ["template"], registry=r)
+        self.online_accuracy.set(float("nan"))
+        for counter, values in ((self.model_reloads, ("ok", "rejected")), (self.feedback, ("agree", "disagree")),
+                                (self.template_novelty, ("seen", "novel")), (self.dead_letters, ("bad_feedback",))):
+            for value in values:  # every series present from the start, as below
+                counter.labels(value)
         for reason in DEAD_LETTER_REASONS:  # so rate() and alerts see 0 rather than no series
             self.dead_letters.labels(reason)
         for operation in KAFKA_OPERATIONS:
@@ -77,6 +98,13 @@ class ServeMetrics:
         for ts in timestamps_ms:
             if ts is not None and ts >= 0:
                 self.end_to_end_lag.observe(max(0.0, now_ms - ts) / 1000)
+
+    def set_consumer_lag(self, lags: dict) -> None:
+        """{TopicPartition: records behind}. Replaces every series, so a partition that moved to
+        another consumer (rebalance) stops being reported here rather than freezing at its last value."""
+        self.consumer_lag.clear()
+        for tp, lag in lags.items():
+            self.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -46,3 +46,18 @@ def logdistill_exe() -> Path:
     if not exe.is_file():
         pytest.skip(f"console script {exe} not installed (pip install -e .)")
     return exe
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    """A real Kafka-protocol broker (tansu, in memory) on a free loopback port, shared by the session.
+    (test_serve.py has its own of the same name, which wins there.)"""
+    from kafka_broker import BrokerError, TansuBroker
+
+    pytest.importorskip("kafka")
+    try:
+        broker = TansuBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+    except BrokerError as exc:
+        pytest.skip(f"no tansu broker: {exc}")
+    yield broker
+    broker.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 import subprocess
 
@@ -188,14 +190,16 @@ def test_repeated_keys_in_one_batch_are_predicted_once(counted):
     results = classifier.classify_texts(batch)
     assert len(calls) == 1
     assert sorted(calls[0]) == sorted({r.template for r in results}) and len(calls[0]) == 2
-    assert classifier.cache.misses == 2
+    # Per line: 2 model rows (misses); the other lines are answered by a repeat within the batch (hits).
+    assert (classifier.cache.hits, classifier.cache.misses) == (len(batch) - 2, 2)
     assert [r.line for r in results] == batch
     assert results[0].probs == results[1].probs == results[4].probs
     assert results[2].probs == results[3].probs == results[5].probs
-    # The same batch again: all from the cache, one hit per distinct key, no model call.
+    # The same batch again: every line from the cache, no model call.
     again = classifier.classify_texts(batch)
     assert len(calls) == 1
-    assert (classifier.cache.hits, classifier.cache.misses) == (2, 2)
+    assert (classifier.cache.hits, classifier.cache.misses) == (2 * len(batch) - 2, 2)
+    assert classifier.cache.hit_ratio == (2 * len(batch) - 2) / (2 * len(batch))
     assert [r.probs for r in again] == [r.probs for r in results]
 
 
@@ -206,8 +210,8 @@ def test_cache_disabled_gives_identical_predictions(tiny_model):
     for batch in batches:
         a, b = cached.classify_texts(batch), uncached.classify_texts(batch)
         assert [(r.label, r.probs, r.template) for r in a] == [(r.label, r.probs, r.template) for r in b]
-    assert cached.cache.hits == len(VALID) and len(cached.cache) == len(VALID)
-    assert len(uncached.cache) == 0 and uncached.cache.hits == 0
+    assert cached.cache.hits == len(VALID) + 1 and len(cached.cache) == len(VALID)  # 2nd batch: every line
+    assert len(uncached.cache) == 0 and uncached.cache.hits == 1  # the repeat within the 2nd batch only
 
 
 def test_cached_answers_are_the_models(counted):
@@ -217,3 +221,18 @@ def test_cached_answers_are_the_models(counted):
     key = classifier.classify_texts(SAME_TEMPLATE[1:])[0].template
     np.testing.assert_array_equal(classifier.probabilities([key])[key],
                                   classifier.student.predict_proba([key])[0])
+
+
+def test_exact_message_repeats_skip_masking_but_not_the_envelope(counted, monkeypatch):
+    """The (message, level) -> key memo: a repeated message is masked once, whatever its envelope."""
+    classifier, _calls = counted
+    masked = []
+    real = classifier._key_of.__wrapped__
+    classifier._key_of = functools.lru_cache(maxsize=8)(lambda m, lvl: masked.append(m) or real(m, lvl))
+    a = "2024-06-12T10:01:02.1Z stdout F Readiness probe failed: HTTP probe failed with statuscode: 503"
+    b = "2024-06-12T10:01:12.9Z stdout F Readiness probe failed: HTTP probe failed with statuscode: 503"
+    c = "E0612 10:01:22.000001 1 prober.go:12] Readiness probe failed: HTTP probe failed with statuscode: 503"
+    first, second, third = classifier.classify_texts([a, b, c])
+    assert len(masked) == 2  # a and b share (message, level); c has another level
+    assert first.template == second.template != third.template
+    assert third.template.startswith("[error] ")

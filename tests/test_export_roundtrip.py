@@ -173,3 +173,6 @@ def test_build_writes_metrics_card_and_plot_under_checksums(tiny_model):
     for name, digest in sums.items():
         assert sha256_file(model_dir / name) == digest, name
     assert Classifier.from_dir(model_dir).model_version == config["model_version"]
+    assert model_dir.stat().st_mode & 0o055 == 0o055, "a serving user other than the builder must read it"
+    ci = written["student_accuracy_ci"]["templates"]
+    assert ci["ci_low"] <= written["student"]["templates"]["accuracy"] <= ci["ci_high"]

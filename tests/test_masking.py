@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from service.masking import MAX_TEMPLATE_CHARS, mask_message, template_key
 from service.parsing import ParsedLine, parse_line
 
+SHARED_LOGHUB = Path(__file__).resolve().parents[2] / "shared/data/loghub"
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 
 
@@ -149,3 +152,20 @@ def test_level_is_part_of_the_key():
 @pytest.mark.parametrize("message", ["version 1.2.3.4.5 released", "build 10.0.0.12.7", "v1.2.3.4-rc1"])
 def test_dotted_versions_are_not_ips(message):
     assert "<IP>" not in mask_message(message)
+
+
+def test_rule_guards_never_change_a_key(monkeypatch):
+    """RULE_NEEDS only skips regexes that cannot match: keys with and without it are identical."""
+    from service import masking
+    from training import k8s_corpus
+
+    lines = []
+    for path in sorted(SHARED_LOGHUB.glob("*/*_2k.log")):
+        lines += path.read_text(encoding="utf-8", errors="replace").splitlines()[:300]
+    seeds, slots = k8s_corpus.load_seed_templates()
+    lines += [raw for raw, _, _ in k8s_corpus.generate_lines(seeds, slots, 3, 0)]
+    messages = [parse_line(line).message for line in lines]
+    guarded = [masking.mask_message(m) for m in messages]
+    monkeypatch.setattr(masking, "RULE_NEEDS", {})
+    assert [masking.mask_message(m) for m in messages] == guarded
+    assert len(messages) > 800

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
 from service.taxonomy import load_taxonomy
 from training import pipeline
 from training.augment import augment_line, resample_variables, rewrap
 from training.corpus import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_structured, read_text_file
-from training.evaluate import agreement, classification_report, keyword_baseline, retention
-from training.label_store import LabelStore, label_templates
+from training.evaluate import agreement, classification_report, group_bootstrap_accuracy, keyword_baseline, retention
+from training.label_store import label_templates
 from training.teachers.base import TeacherQuery
 from training.teachers.recorded import RecordedTeacher
 
@@ -195,8 +196,8 @@ def test_second_labelling_run_is_answered_from_the_store(tmp_path):
     second, stats = label_templates(again_teacher, store, queries(keys), LABELS)
     assert (stats.asked, stats.from_store, stats.labelled) == (70, 70, 0)
     assert again_teacher.asked == []
-    for key in keys:
-        np.testing.assert_allclose(second[key], first[key], atol=1e-6)
+    for key in keys:  # bit-identical: a warm store must not change the model a rebuild trains
+        np.testing.assert_array_equal(second[key], first[key])
 
     # A new key is the only thing the teacher is asked.
     _, stats = label_templates(again_teacher, store, queries(keys + ["brand new"]), LABELS)
@@ -446,3 +447,23 @@ def test_keyword_baseline():
     got = keyword_baseline(texts, LABELS)
     app_error, normal = LABELS.index("app_error"), LABELS.index("normal")
     assert got.tolist() == [app_error, app_error, normal, app_error, normal]
+
+
+def test_group_bootstrap_interval_brackets_the_accuracy_and_widens_with_fewer_groups():
+    rng = np.random.default_rng(0)
+    correct = rng.random(400) < 0.7
+    many = group_bootstrap_accuracy(correct, [f"g{i}" for i in range(400)])
+    few = group_bootstrap_accuracy(correct, [f"g{i % 20}" for i in range(400)])
+    assert many["accuracy"] == pytest.approx(correct.mean())
+    for ci in (many, few):
+        assert ci["ci_low"] < ci["accuracy"] < ci["ci_high"]
+    # 20 groups of correlated rows know less than 400 independent rows.
+    assert few["ci_high"] - few["ci_low"] > many["ci_high"] - many["ci_low"]
+    assert few["groups"] == 20
+
+
+def test_group_bootstrap_weights_rows_and_is_exact_when_every_row_agrees():
+    perfect = group_bootstrap_accuracy(np.ones(10, dtype=bool), list("aabbccddee"))
+    assert (perfect["ci_low"], perfect["accuracy"], perfect["ci_high"]) == (1.0, 1.0, 1.0)
+    weighted = group_bootstrap_accuracy(np.array([1, 0], dtype=bool), ["a", "b"], weights=np.array([3.0, 1.0]))
+    assert weighted["accuracy"] == pytest.approx(0.75)

@@ -16,7 +16,8 @@ def register(commands) -> None:
     p.add_argument("--no-seed-corpus", action="store_true", help="leave out the hand-labelled Kubernetes templates")
     p.add_argument("--extra", nargs="*", default=[], help="more corpus files: .log/.txt or .jsonl")
     p.add_argument("--label-store", default="models/label_store.sqlite")
-    p.add_argument("--tokenizer", choices=["corpus", "minilm"], help="student vocabulary (default: corpus)")
+    p.add_argument("--tokenizer", choices=["corpus", "minilm"],
+                   help="student vocabulary: MiniLM's WordPiece (default) or one trained on the corpus")
     p.add_argument("--no-pretrained-init", action="store_true", help="random token embeddings, not MiniLM's")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lam", type=float, help="weight of the soft-label KL term (0..1)")
@@ -26,7 +27,8 @@ def register(commands) -> None:
     p.add_argument("--augment-variants", type=int)
     p.add_argument("--max-train-templates", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads (a build is byte-reproducible for a given thread count)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=run_train)
 

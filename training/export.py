@@ -13,12 +13,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
 
-from service.artifact import write_checksums
+from service.artifact import write_checksums, write_training_templates
+from service.records import template_id
 from service.taxonomy import Taxonomy
 from training.student import Student
 
@@ -45,8 +47,10 @@ def export_onnx(model: Student, path: Path) -> None:
     mask = torch.ones((2, 8), dtype=torch.long)
     batch = torch.export.Dim("batch")
     seq = torch.export.Dim("seq", max=model.cfg.max_length)  # position table bounds the sequence
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision not installed" etc.: not ours
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # exporter chatter about axis renaming
+        warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(
             model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
             dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
@@ -66,11 +70,16 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
 
 def write_artifact(out_dir: str | Path, model: Student, tokenizer: Tokenizer, taxonomy: Taxonomy, config: dict,
                    metrics: dict | None = None, extra_files: dict[str, Path] | None = None,
-                   quantize: bool = True) -> Path:
-    """Write a complete, checksummed artifact directory (replacing any previous one atomically)."""
+                   quantize: bool = True, train_templates: Iterable[str] | None = None) -> Path:
+    """Write a complete, checksummed artifact directory (replacing any previous one atomically).
+
+    train_templates: the template keys the student was trained on; their ids go to templates.json,
+    which `serve` uses to count lines of templates never seen in training (a drift signal).
+    """
     out_dir = Path(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent if out_dir.parent.exists()
                                     else None))
+    staging.chmod(0o755)  # mkdtemp makes it owner-only; a serving user other than the builder must read it
     try:
         fp32 = staging / "model.fp32.onnx"
         export_onnx(model, fp32)
@@ -84,6 +93,8 @@ def write_artifact(out_dir: str | Path, model: Student, tokenizer: Tokenizer, ta
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         if metrics is not None:
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        if train_templates is not None:
+            write_training_templates(staging, (template_id(key) for key in train_templates))
         for name, source in (extra_files or {}).items():
             shutil.copyfile(source, staging / name)
         write_checksums(staging)

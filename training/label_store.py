@@ -1,31 +1,18 @@
-"""On-disk store of teacher answers, keyed by (teacher id, template key).
+"""Teacher labels through the store: ask the store first, the teacher only for what it lacks.
 
-A teacher is slow or costs money; re-runs and retraining ask the store first and only send the
-teacher what it has never labelled. SQLite: one file, safe to reopen, no server.
+The store itself (SQLite, keyed by (teacher id, template key)) is service/label_store.py, so that
+`serve` can write teacher answers from the feedback topic without importing training/.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from service.label_store import SCHEMA, LabelStore  # noqa: F401 (re-exported: the store lives in service/)
 from training.teachers.base import Teacher, TeacherQuery
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
-    teacher_id TEXT NOT NULL,
-    template   TEXT NOT NULL,
-    probs      TEXT NOT NULL,
-    labels     TEXT NOT NULL,
-    created    TEXT NOT NULL DEFAULT (datetime('now')),
-    PRIMARY KEY (teacher_id, template)
-)
-"""
 
 
 @dataclass
@@ -34,42 +21,6 @@ class LabelingStats:
     from_store: int = 0  # answered from disk, no teacher call
     labelled: int = 0   # newly answered by the teacher
     failed: int = 0     # the teacher could not label them (left out)
-
-
-class LabelStore:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute(SCHEMA)
-
-    def get_many(self, teacher_id: str, keys: list[str], labels: tuple[str, ...]) -> dict[str, np.ndarray]:
-        found = {}
-        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = keys[start: start + 500]
-            rows = self.db.execute(
-                f"SELECT template, probs, labels FROM labels WHERE teacher_id = ? "
-                f"AND template IN ({','.join('?' * len(chunk))})", [teacher_id, *chunk])
-            for template, probs, stored_labels in rows:
-                if tuple(json.loads(stored_labels)) == tuple(labels):  # another taxonomy: relabel
-                    found[template] = np.asarray(json.loads(probs), dtype=np.float32)
-        return found
-
-    def put_many(self, teacher_id: str, answers: dict[str, np.ndarray], labels: tuple[str, ...]) -> None:
-        labels_json = json.dumps(list(labels))
-        with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO labels (teacher_id, template, probs, labels) VALUES (?, ?, ?, ?)",
-                [(teacher_id, key, json.dumps([round(float(p), 6) for p in probs]), labels_json)
-                 for key, probs in answers.items()])
-
-    def count(self, teacher_id: str | None = None) -> int:
-        if teacher_id is None:
-            return self.db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM labels WHERE teacher_id = ?", [teacher_id]).fetchone()[0]
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def label_templates(teacher: Teacher, store: LabelStore, queries: list[TeacherQuery],
@@ -88,5 +39,7 @@ def label_templates(teacher: Teacher, store: LabelStore, queries: list[TeacherQu
         stats.failed += len(batch) - len(new)
         stats.labelled += len(new)
         store.put_many(teacher.teacher_id, new, labels)
-        answers.update(new)
+        # Use what the store keeps (rounded), not the teacher's raw floats: a re-run served from the
+        # store must train exactly the same model as this first run.
+        answers.update(store.get_many(teacher.teacher_id, list(new), labels))
     return answers, stats

@@ -13,6 +13,27 @@ def _row(name: str, scores: dict) -> str:
             f"{line['macro_f1']:.3f} |")
 
 
+def _vocabulary(config: dict) -> str:
+    size = config["student"]["vocab_size"]
+    if config.get("build", {}).get("tokenizer") == "minilm":
+        return f"MiniLM's WordPiece vocabulary ({size} tokens), frozen MiniLM token embeddings + learned projection"
+    return f"WordPiece vocabulary of {size} trained on the training templates"
+
+
+def _interval_lines(metrics: dict) -> list[str]:
+    """The held-out accuracy's uncertainty and where it comes from (older metrics lack these)."""
+    out = []
+    ci = metrics.get("student_accuracy_ci", {}).get("templates")
+    if ci:
+        out.append(f"- Student accuracy on held-out templates {ci['accuracy']:.3f}, {ci['ci_level']:.0%} interval "
+                   f"{ci['ci_low']:.3f}–{ci['ci_high']:.3f} (bootstrap over {ci['groups']} source templates).")
+    by_source = metrics.get("student_accuracy_by_source")
+    if by_source:
+        out.append("- By source: " + ", ".join(f"{name} {v['accuracy']:.2f} ({v['templates']})"
+                                               for name, v in by_source.items()) + ".")
+    return out
+
+
 def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Taxonomy) -> None:
     student, train = config["student"], config["train"]
     held = metrics["held_out"]
@@ -26,8 +47,7 @@ def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Ta
         "",
         "## Model",
         f"- Transformer encoder, {student['layers']} layers, hidden {student['dim']}, {student['heads']} heads, "
-        f"max {student['max_length']} tokens, {config['n_parameters']:,} parameters; WordPiece vocabulary of "
-        f"{student['vocab_size']} trained on the training templates.",
+        f"max {student['max_length']} tokens, {config['n_parameters']:,} parameters; {_vocabulary(config)}.",
         "- Served as ONNX with dynamic int8 weight quantization (onnxruntime), no torch needed.",
         f"- Distilled from teacher `{config['teacher']}`: loss = λ·T²·KL(teacher_T‖student_T) + (1−λ)·CE(hard), "
         f"λ={train['lam']}, T={train['temperature']}, {train['epochs']} epochs, seed {train['seed']}.",
@@ -50,6 +70,7 @@ def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Ta
         f"- Retention (student / teacher), templates: accuracy {r['templates']['accuracy']:.1%}, "
         f"macro-F1 {r['templates']['macro_f1']:.1%}; lines: accuracy {r['lines']['accuracy']:.1%}, "
         f"macro-F1 {r['lines']['macro_f1']:.1%}.",
+        *_interval_lines(metrics),
         f"- Top-1 agreement with the teacher: {metrics['agreement_with_teacher']['templates']:.1%} of templates.",
         f"- int8 vs fp32 top-1 agreement: {metrics['int8_vs_fp32_agreement']:.1%}.",
         f"- On the {metrics['seen_templates']['templates']} templates seen in training, top-1 agreement with the "

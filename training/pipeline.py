@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from service.classifier import Classifier
+from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
 from service.taxonomy import Taxonomy, load_taxonomy
@@ -26,9 +27,10 @@ from training import k8s_corpus
 from training.augment import augment_line
 from training.corpus import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_dir, read_text_file
 from training.distill import TrainConfig, predict_logits, train_student
-from training.evaluate import agreement, classification_report, keyword_baseline, plot_confusion, retention
+from training.evaluate import (agreement, classification_report, group_bootstrap_accuracy, keyword_baseline,
+                               plot_confusion, retention)
 from training.export import write_artifact
-from training.label_store import LabelStore, label_templates
+from training.label_store import label_templates
 from training.model_card import write_model_card
 from training.student import Student, StudentConfig
 from training.teachers.base import TeacherQuery
@@ -151,7 +153,8 @@ def build_model(cfg: BuildConfig) -> dict:
         card = Path(scratch) / "model_card.md"
         write_model_card(card, config, metrics, taxonomy)
         out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
-                             extra_files={"confusion.png": confusion_png, "model_card.md": card})
+                             extra_files={"confusion.png": confusion_png, "model_card.md": card},
+                             train_templates=train_texts)
     store.close()
     log(f"wrote {out} ({version}) in {time.time() - started:.0f}s")
     log(summary_line(metrics))
@@ -276,6 +279,7 @@ class HeldOut:
     counts: np.ndarray         # lines per key (for line-weighted scores)
     teacher: np.ndarray        # the teacher's distribution per key
     sources: list[str]         # corpus of origin per key: a Loghub system or "k8s"
+    groups: list[str]          # source template per key (keys of one group succeed or fail together)
     labels: tuple[str, ...]
 
     @classmethod
@@ -286,7 +290,8 @@ class HeldOut:
         return cls(keys=[t.key for t, _ in rows], gold=np.array([g for _, g in rows], dtype=int),
                    counts=np.array([t.count for t, _ in rows], dtype=float),
                    teacher=np.stack([soft[t.key] for t, _ in rows]),
-                   sources=[t.group.split(":")[0] for t, _ in rows], labels=taxonomy.labels)
+                   sources=[t.group.split(":")[0] for t, _ in rows], groups=[t.group for t, _ in rows],
+                   labels=taxonomy.labels)
 
     def scores(self, pred: np.ndarray) -> dict:
         return {"templates": classification_report(self.gold, pred, self.labels),
@@ -305,7 +310,14 @@ class HeldOut:
                                        "lines": agreement(student_probs, self.teacher, self.counts)},
             "int8_vs_fp32_agreement": agreement(student_probs, fp32_logits),
             "student_accuracy_by_source": self.accuracy_by_source(student_probs),
+            "student_accuracy_ci": self.accuracy_ci(student_probs),
         }
+
+    def accuracy_ci(self, pred: np.ndarray) -> dict:
+        """95% intervals from resampling source groups: how much the held-out figure could move."""
+        correct = np.asarray(pred).argmax(axis=1) == self.gold
+        return {"templates": group_bootstrap_accuracy(correct, self.groups),
+                "lines": group_bootstrap_accuracy(correct, self.groups, weights=self.counts)}
 
     def accuracy_by_source(self, pred: np.ndarray) -> dict:
         correct = np.asarray(pred).argmax(axis=1) == self.gold
@@ -318,7 +330,9 @@ class HeldOut:
 def summary_line(metrics: dict) -> str:
     s, t, k = (metrics[x]["templates"] for x in ("student", "teacher", "keyword_baseline"))
     r = metrics["retention"]["templates"]
-    return (f"held-out templates: student acc {s['accuracy']:.3f} F1 {s['macro_f1']:.3f} | "
+    ci = metrics["student_accuracy_ci"]["templates"]
+    return (f"held-out templates: student acc {s['accuracy']:.3f} (95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) "
+            f"F1 {s['macro_f1']:.3f} | "
             f"teacher acc {t['accuracy']:.3f} F1 {t['macro_f1']:.3f} | keyword acc {k['accuracy']:.3f} "
             f"F1 {k['macro_f1']:.3f} | retention acc {r['accuracy']:.1%} F1 {r['macro_f1']:.1%}")
 
