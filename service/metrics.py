@@ -22,7 +22,7 @@ from prometheus_client.exposition import generate_latest
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
-DEAD_LETTER_REASONS = ("invalid_utf8", "empty", "too_long", "no_message", "produce_failed")
+DEAD_LETTER_REASONS = ("invalid_utf8", "empty", "too_long", "no_message", "produce_failed", "classify_failed")
 KAFKA_OPERATIONS = ("poll", "produce", "commit", "connect")
 
 

@@ -29,7 +29,7 @@ from kafka.errors import (CommitFailedError, IllegalGenerationError, IllegalStat
 from kafka.structs import OffsetAndMetadata
 
 from service.cascade import Escalator, shrink
-from service.classifier import Classification, Classifier, LineError
+from service.classifier import ERROR_PREVIEW_CHARS, Classification, Classifier, LineError
 from service.config import ServeConfig
 from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag, coordinator_reachable,
                               make_consumer, make_producer)
@@ -178,7 +178,7 @@ class Server:
         unwrapped = [unwrap(record.value, self.config.max_message_bytes) for record in records]
         raws = [u.raw for u in unwrapped if u.error is None]
         start = time.perf_counter()
-        results = iter(self.classifier.classify_raw(raws))
+        results = iter(self.classify_isolating(raws))
         self.metrics.observe_classification(time.perf_counter() - start, len(raws))
         outputs = []
         for record, u in zip(records, unwrapped):
@@ -190,6 +190,23 @@ class Server:
             if escalation is not None:
                 outputs.append(escalation)
         return outputs
+
+    def classify_isolating(self, raws: list[bytes]) -> list[Classification | LineError]:
+        """The batch in one call. Bad lines come back as LineErrors, so an exception here is a bug
+        meeting some input: then each line alone, and a line that still fails becomes a dead letter.
+        Crashing instead would replay the same batch after every restart: a crash loop."""
+        try:
+            return self.classifier.classify_raw(raws)
+        except Exception:
+            log.exception("classifying a batch of %d lines failed; classifying them one by one", len(raws))
+            return [self._classify_one(raw) for raw in raws]
+
+    def _classify_one(self, raw: bytes) -> Classification | LineError:
+        try:
+            return self.classifier.classify_raw([raw])[0]
+        except Exception as exc:
+            return LineError("classify_failed", f"the classifier failed on this line: {type(exc).__name__}: {exc}",
+                             raw[:ERROR_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace"))
 
     def output_for(self, record, result: Classification | LineError, kubernetes: dict | None) -> Output | None:
         if isinstance(result, LineError):

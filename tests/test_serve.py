@@ -782,3 +782,25 @@ def test_a_flush_stuck_in_an_outage_gives_up_at_the_drain_deadline(tiny_model, m
     # Given up inside the flush: it never ran to its own timeout and on to a resend.
     assert server.metrics.kafka_errors.labels("produce")._value.get() == 0
     assert "commit" not in events
+
+
+def test_a_line_the_classifier_fails_on_becomes_a_dead_letter_not_a_crash_loop(tiny_model):
+    server, _events = scripted_server(tiny_model)
+    real = server.classifier.classify_raw
+
+    def fails_on_poison(raws):  # stands in for a classifier bug that one input triggers
+        if any(b"poison" in raw for raw in raws):
+            raise RuntimeError("boom")
+        return real(raws)
+
+    server.classifier.classify_raw = fails_on_poison
+    values = [b"disk full on /dev/sda1", b"poison pill", b"connection refused"]
+    outputs = server.classify(records_for(values))
+    by_offset = {o.message.offset: o for o in outputs if o.topic in (server.config.output_topic,
+                                                                     server.config.dlq_topic)}
+    assert sorted(by_offset) == [10, 11, 12]  # one output per input, none lost
+    assert by_offset[11].topic == server.config.dlq_topic and by_offset[11].error.reason == "classify_failed"
+    assert "RuntimeError: boom" in by_offset[11].error.error
+    assert {by_offset[i].topic for i in (10, 12)} == {server.config.output_topic}
+    server.deliver(outputs)  # dead letters are counted once acknowledged
+    assert server.metrics.dead_letters.labels("classify_failed")._value.get() == 1
