@@ -19,6 +19,10 @@ from service.masking import key_of
 from service.parsing import ParsedLine, parse_line
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
+# The (message, level) -> key memo holds whole messages: bounded in count and in message length,
+# so its worst case stays ~15 MB on a 200 MB edge budget (typical log messages are ~130 chars).
+MEMO_MAX_ENTRIES = 20_000
+MEMO_MAX_CHARS = 256
 ERROR_PREVIEW_CHARS = 200
 
 
@@ -54,8 +58,9 @@ class Classifier:
         self.cache = TemplateCache(cache_size)
         # Masking is the costliest step of a cache hit (tens of µs of regexes). Messages repeat
         # exactly (a probe failing every 10 s, one error from 50 pods, envelope timestamps aside),
-        # so (message, level) -> template key is memoised too, with the same bound (0: off).
-        self._key_of = functools.lru_cache(maxsize=cache_size)(key_of) if cache_size else key_of
+        # so (message, level) -> template key is memoised too (off with the cache: cache_size 0).
+        self._memo_key_of = functools.lru_cache(maxsize=min(cache_size, MEMO_MAX_ENTRIES))(key_of)
+        self._memo = cache_size > 0
         self.max_line_bytes = max_line_bytes
 
     @classmethod
@@ -98,6 +103,11 @@ class Classifier:
     def template_keys(self, parsed: list[ParsedLine]) -> list[str]:
         """masking.template_key of each line, through the memo of exact (message, level) repeats."""
         return [self._key_of(p.message, p.level) for p in parsed]
+
+    def _key_of(self, message: str, level: str | None) -> str:
+        if self._memo and len(message) <= MEMO_MAX_CHARS:
+            return self._memo_key_of(message, level)
+        return key_of(message, level)
 
     def probabilities(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Probabilities per distinct key: from the cache, else one batched model call for all misses."""

@@ -227,8 +227,8 @@ def test_exact_message_repeats_skip_masking_but_not_the_envelope(counted, monkey
     """The (message, level) -> key memo: a repeated message is masked once, whatever its envelope."""
     classifier, _calls = counted
     masked = []
-    real = classifier._key_of.__wrapped__
-    classifier._key_of = functools.lru_cache(maxsize=8)(lambda m, lvl: masked.append(m) or real(m, lvl))
+    real = classifier._memo_key_of.__wrapped__
+    classifier._memo_key_of = functools.lru_cache(maxsize=8)(lambda m, lvl: masked.append(m) or real(m, lvl))
     a = "2024-06-12T10:01:02.1Z stdout F Readiness probe failed: HTTP probe failed with statuscode: 503"
     b = "2024-06-12T10:01:12.9Z stdout F Readiness probe failed: HTTP probe failed with statuscode: 503"
     c = "E0612 10:01:22.000001 1 prober.go:12] Readiness probe failed: HTTP probe failed with statuscode: 503"
@@ -236,3 +236,15 @@ def test_exact_message_repeats_skip_masking_but_not_the_envelope(counted, monkey
     assert len(masked) == 2  # a and b share (message, level); c has another level
     assert first.template == second.template != third.template
     assert third.template.startswith("[error] ")
+
+
+def test_the_key_memo_is_bounded_in_count_and_message_length(tiny_model):
+    from service.classifier import MEMO_MAX_CHARS, MEMO_MAX_ENTRIES
+
+    classifier = Classifier.from_dir(tiny_model[0], threads=1)
+    long_message = "disk full " + "x" * MEMO_MAX_CHARS
+    results = classifier.classify_texts([f"request {i} took too long" for i in range(50)] + [long_message])
+    info = classifier._memo_key_of.cache_info()
+    assert info.maxsize == MEMO_MAX_ENTRIES and info.currsize == 50  # the long message is masked, not kept
+    assert results[-1].template.startswith("disk full")
+    assert Classifier.from_dir(tiny_model[0], threads=1, cache_size=0)._memo is False

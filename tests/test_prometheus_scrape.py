@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,7 +29,8 @@ pytest.importorskip("kafka")
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
-from kafka_broker import SESSION_TIMEOUT_MS, BrokerError, TansuBroker, free_port  # noqa: E402
+from kafka_broker import SESSION_TIMEOUT_MS, free_port  # noqa: E402
+from topics import wait_until  # noqa: E402
 
 from service.metrics import LATENCY_BUCKETS  # noqa: E402
 
@@ -52,13 +52,8 @@ def prometheus_binary() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    try:
-        broker = TansuBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
-    except BrokerError as exc:
-        pytest.skip(f"no tansu broker: {exc}")
-    yield broker
-    broker.stop()
+def broker(kafka):
+    return kafka  # the session's tansu (conftest.py)
 
 
 def http_json(url: str) -> dict | None:
@@ -77,16 +72,6 @@ def http_status(url: str) -> int:
         return exc.code
     except OSError:
         return 0
-
-
-def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.25):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Prometheus:

@@ -41,6 +41,7 @@ pytest.importorskip("prometheus_client")
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 from kafka_broker import BrokerError, TansuBroker, TansuProxy, free_port  # noqa: E402
+from topics import wait_until  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from service.classifier import Classifier  # noqa: E402
@@ -197,16 +198,6 @@ def ends(acked: list[tuple[int, int]], partitions: int = INPUT_PARTITIONS) -> di
     for p, offset in acked:
         end[p] = max(end[p], offset + 1)
     return end
-
-
-def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def http_get(url: str) -> tuple[int, str]:

@@ -11,7 +11,6 @@ import json
 import random
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
