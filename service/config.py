@@ -63,6 +63,8 @@ class ServeConfig:
     auto_offset_reset: str = opt("earliest", "where a new group starts", choices=("earliest", "latest"))
     max_poll_records: int = opt(500, "largest batch taken from one poll")
     poll_timeout_ms: int = opt(1000, "how long one poll waits for records (also the SIGTERM reaction time)")
+    fetch_max_wait_ms: int = opt(100, "longest a broker may hold a fetch waiting for data (kafka-python's 500 "
+                                      "adds that much latency at low traffic)")
     session_timeout_ms: int = opt(10_000, "consumer group session timeout")
     max_poll_interval_ms: int = opt(300_000, "longest gap between polls before the group evicts this consumer")
     enable_idempotence: bool = opt(True, "idempotent producer (turn off for brokers without support, e.g. tansu)")

@@ -47,6 +47,7 @@ def make_consumer(config: ServeConfig) -> KafkaConsumer:
         enable_auto_commit=False,  # offsets are committed by hand, after the results are acknowledged
         auto_offset_reset=config.auto_offset_reset,
         max_poll_records=config.max_poll_records,
+        fetch_max_wait_ms=config.fetch_max_wait_ms,
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=max(100, config.session_timeout_ms // 3),
         max_poll_interval_ms=config.max_poll_interval_ms,
