@@ -43,7 +43,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -71,7 +70,6 @@ SCRAPE_EVERY_S = 0.5
 PACE_TICK_S = 0.005          # the load generator sends what is due every 5 ms: a smooth rate, not bursts
 SERVE_BATCH = 500            # serve's default max_poll_records: it flushes its producer once per batch
 LOAD_SHARE = 0.5             # the latency run's rate, as a share of the measured throughput
-SERVE_STOP_TIMEOUT_S = 40    # > serve's default drain timeout (25 s)
 DIGIT_RE = re.compile(rb"\d")
 
 
@@ -244,14 +242,7 @@ class ServeProcess:
 
     def stop(self) -> int:
         """SIGTERM: serve finishes its batch, commits and must exit 0."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(SERVE_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return demo.stop_serve(self.process)
 
     def log_tail(self, chars: int = 2000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -78,11 +78,11 @@ class Classifier:
         raw = raw.rstrip(b"\r\n")
         if len(raw) > self.max_line_bytes:
             return LineError("too_long", f"line is {len(raw)} bytes, over the {self.max_line_bytes}-byte limit",
-                             _preview(raw))
+                             preview(raw))
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return LineError("invalid_utf8", f"not valid UTF-8: {exc.reason} at byte {exc.start}", _preview(raw))
+            return LineError("invalid_utf8", f"not valid UTF-8: {exc.reason} at byte {exc.start}", preview(raw))
         if not text.strip():
             return LineError("empty", "empty line (nothing to classify)", text[:ERROR_PREVIEW_CHARS])
         return text
@@ -136,5 +136,5 @@ class Classifier:
                 {label: round(float(p), 4) for label, p in zip(self.labels, probs)})
 
 
-def _preview(raw: bytes) -> str:
+def preview(raw: bytes) -> str:
     return raw[:ERROR_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")

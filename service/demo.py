@@ -326,14 +326,7 @@ class Demo:
     def stop_serve(self) -> int | None:
         if self.serve is None:
             return None
-        if self.serve.poll() is None:
-            self.serve.send_signal(signal.SIGTERM)  # serve drains: finishes, produces, commits its batch
-            try:
-                self.serve.wait(SERVE_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.serve.kill()
-                self.serve.wait()
-        return self.serve.returncode
+        return stop_serve(self.serve)
 
     def close(self) -> None:
         self.stop_serve()
@@ -447,6 +440,19 @@ class Demo:
                           f"{self.serve_log()}")
         console.print(f"model card: {Path(config.model) / 'model_card.md'}   "
                       "offline table: python -m training.demo")
+
+
+def stop_serve(process: subprocess.Popen) -> int:
+    """SIGTERM a `serve` child (it finishes, produces and commits its batch), kill it if it overstays;
+    its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(SERVE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def raise_keyboard_interrupt(_signum, _frame):

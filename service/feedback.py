@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from kafka.errors import KafkaError
 
-from service.classifier import LineError, _preview
+from service.classifier import LineError, preview
 from service.kafka_io import make_consumer, make_producer
 from service.label_store import LabelStore
 from service.masking import template_key
@@ -77,7 +77,7 @@ def parse_answer(value: bytes | None, labels: tuple[str, ...]) -> Answer | LineE
             probs = np.eye(len(labels), dtype=np.float32)[labels.index(label)]
         return Answer(answer_template(obj), answer_teacher(obj), label, probs)
     except BadAnswer as exc:
-        return LineError(BAD_FEEDBACK, str(exc), _preview(value or b""))
+        return LineError(BAD_FEEDBACK, str(exc), preview(value or b""))
 
 
 def load_json(value: bytes | None):

@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from service.classifier import Classification, LineError, _preview
+from service.classifier import Classification, LineError, preview
 from service.parsing import MESSAGE_KEYS
 
 TOP_PROBS = 3
@@ -49,7 +49,7 @@ def unwrap(value: bytes | None, max_message_bytes: int) -> Unwrapped:
         return Unwrapped(b"")
     if len(value) > max_message_bytes:
         return Unwrapped(None, error=LineError(
-            "too_long", f"message is {len(value)} bytes, over the {max_message_bytes}-byte limit", _preview(value)))
+            "too_long", f"message is {len(value)} bytes, over the {max_message_bytes}-byte limit", preview(value)))
     if not value.lstrip()[:1] == b"{":
         return Unwrapped(value)
     try:
@@ -76,7 +76,7 @@ def _unwrap_shipper(envelope: dict, value: bytes) -> Unwrapped:
 
 def _no_message(value: bytes, keys: tuple[str, ...]) -> LineError:
     return LineError("no_message", f"JSON object without a message field (one of {', '.join(keys)})",
-                     _preview(value))
+                     preview(value))
 
 
 def kubernetes_metadata(meta: dict) -> dict | None:

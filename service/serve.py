@@ -29,7 +29,7 @@ from kafka.errors import (CommitFailedError, IllegalGenerationError, IllegalStat
 from kafka.structs import OffsetAndMetadata
 
 from service.cascade import Escalator, shrink
-from service.classifier import ERROR_PREVIEW_CHARS, Classification, Classifier, LineError
+from service.classifier import Classification, Classifier, LineError, preview
 from service.config import ServeConfig
 from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag, coordinator_reachable,
                               make_consumer, make_producer)
@@ -206,7 +206,7 @@ class Server:
             return self.classifier.classify_raw([raw])[0]
         except Exception as exc:
             return LineError("classify_failed", f"the classifier failed on this line: {type(exc).__name__}: {exc}",
-                             raw[:ERROR_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace"))
+                             preview(raw))
 
     def output_for(self, record, result: Classification | LineError, kubernetes: dict | None) -> Output | None:
         if isinstance(result, LineError):

@@ -277,8 +277,7 @@ class HeldOut:
     gold: np.ndarray           # label index per key
     counts: np.ndarray         # lines per key (for line-weighted scores)
     teacher: np.ndarray        # the teacher's distribution per key
-    sources: list[str]         # corpus of origin per key: a Loghub system or "k8s"
-    groups: list[str]          # source template per key (keys of one group succeed or fail together)
+    groups: list[str]          # source template per key, "<corpus>:<id>": its keys succeed or fail together
     labels: tuple[str, ...]
 
     @classmethod
@@ -289,8 +288,7 @@ class HeldOut:
         return cls(keys=[t.key for t, _ in rows], gold=np.array([g for _, g in rows], dtype=int),
                    counts=np.array([t.count for t, _ in rows], dtype=float),
                    teacher=np.stack([soft[t.key] for t, _ in rows]),
-                   sources=[t.group.split(":")[0] for t, _ in rows], groups=[t.group for t, _ in rows],
-                   labels=taxonomy.labels)
+                   groups=[t.group for t, _ in rows], labels=taxonomy.labels)
 
     def scores(self, pred: np.ndarray) -> dict:
         return {"templates": classification_report(self.gold, pred, self.labels),
@@ -318,12 +316,17 @@ class HeldOut:
         return {"templates": group_bootstrap_accuracy(correct, self.groups),
                 "lines": group_bootstrap_accuracy(correct, self.groups, weights=self.counts)}
 
+    @property
+    def sources(self) -> list[str]:
+        """Corpus of origin per key: a Loghub system or "k8s"."""
+        return [group.split(":")[0] for group in self.groups]
+
     def accuracy_by_source(self, pred: np.ndarray) -> dict:
         correct = np.asarray(pred).argmax(axis=1) == self.gold
         sources = np.array(self.sources)
         return {source: {"templates": int((sources == source).sum()),
                          "accuracy": round(float(correct[sources == source].mean()), 4)}
-                for source in sorted(set(self.sources))}
+                for source in sorted(set(sources.tolist()))}
 
 
 def summary_line(metrics: dict) -> str:
