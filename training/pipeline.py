@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import tempfile
 import time
@@ -34,16 +35,28 @@ from training.model_card import write_model_card
 from training.student import Student, StudentConfig
 from training.teachers.base import TeacherQuery
 from training.teachers.recorded import RecordedTeacher
+from training.teachers.registry import LLM_TEACHERS, build_llm_teacher
+from training.teachers.usage import UsageReport
 from training import pretrained
 from training.tokenizer import train_wordpiece, with_cls_sep
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout; LOGDISTILL_SHARED_DATA for an installed package (the train image).
+SHARED_DATA = Path(os.environ.get("LOGDISTILL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+HELDOUT_FILE = "heldout.json"
 
 
 @dataclass
 class BuildConfig:
     out_dir: str = "models/default"
-    teacher: str = "recorded"                 # recorded | embedding
+    teacher: str = "recorded"                 # recorded | embedding | multi | local-lm | openai
+    teacher_options: dict = field(default_factory=dict)  # local-lm / openai settings (teachers/registry.py)
+    # teacher="multi" (training/multi_teacher.py): these make_teacher names, combined per template.
+    teachers: list[str] = field(default_factory=lambda: ["recorded", "embedding"])
+    teacher_weights: list[float] | None = None  # one per member; None: equal weights
+    combine: str = "mean"                     # mean | product (normalised weighted geometric mean)
+    # train={"hidden_beta": β > 0}: intermediate-layer KD from a MiniLM teacher-assistant (training/assistant.py);
+    # this dict overrides its AssistantConfig. Fine-tuned weights are cached next to the label store.
+    assistant: dict = field(default_factory=dict)
     taxonomy: str | None = None               # default: the packaged taxonomy
     loghub_dir: str | None = str(SHARED_DATA / "loghub")
     recorded_labels: str = str(SHARED_DATA / "loghub_labels.csv")
@@ -53,7 +66,14 @@ class BuildConfig:
     label_store: str = "models/label_store.sqlite"
     test_fraction: float = 0.2
     augment_variants: int = 4
+    # LLM paraphrases (training/paraphrase.py), opt-in, LLM teachers only: {"n": per template,
+    # "threshold": min teacher probability of the source's label, "max_templates": how many to rewrite}.
+    paraphrase: dict = field(default_factory=dict)
     max_train_templates: int | None = None     # for quick runs and tests
+    max_test_templates: int | None = None      # score on a random sample of the held-out templates
+    # Retraining (training/retrain.py): a split that stays put from build to build. These groups are held
+    # out, any other gold group by a seeded hash of its name (split_stable); heldout.json joins the artifact.
+    held_out_groups: list[str] | None = None
     seed: int = 0
     # embed_dim=384: MiniLM's token embeddings, frozen, with a learned projection to dim (see pretrained.py).
     student: dict = field(default_factory=lambda: {"dim": 128, "layers": 2, "heads": 4, "max_length": 64,
@@ -81,10 +101,17 @@ def build_model(cfg: BuildConfig) -> dict:
         f"(teacher calls saved by dedup: {dedup['teacher_call_saving']:.1%})")
 
     # 2. Split by source template (group), stratified by gold label: test templates are unseen.
-    train_templates, test_templates = split_by_group(templates, gold_teacher, cfg.test_fraction, cfg.seed)
+    if cfg.held_out_groups is None:
+        train_templates, test_templates = split_by_group(templates, gold_teacher, cfg.test_fraction, cfg.seed)
+    else:
+        train_templates, test_templates = split_stable(templates, gold_teacher, cfg.held_out_groups,
+                                                       cfg.test_fraction, cfg.seed)
     if cfg.max_train_templates:
         train_templates = random.Random(cfg.seed).sample(train_templates,
                                                          min(cfg.max_train_templates, len(train_templates)))
+    if cfg.max_test_templates:  # a slow teacher (a local LLM on CPU) labels a sample of the held-out set
+        test_templates = random.Random(cfg.seed).sample(test_templates, min(cfg.max_test_templates,
+                                                                            len(test_templates)))
     log(f"split: {len(train_templates)} train / {len(test_templates)} held-out templates")
 
     # 3. Teacher soft labels (through the label store: each template is paid for once).
@@ -95,6 +122,13 @@ def build_model(cfg: BuildConfig) -> dict:
                                         taxonomy.labels, progress=cfg.progress)
     teacher_seconds = time.time() - t0
     log(f"teacher {teacher.teacher_id}: {asdict(label_stats)} in {teacher_seconds:.1f}s")
+    extra_metrics = {}
+    if isinstance(getattr(teacher, "usage", None), UsageReport):  # an endpoint: requests, tokens, cost
+        extra_metrics["teacher_usage"] = teacher.report()
+    if cfg.teacher == "multi":  # per-member agreement, with the combination and with gold
+        labelled = train_templates + test_templates
+        gold = {t.key: g for t in labelled if (g := gold_index(t, gold_teacher, taxonomy)) is not None}
+        extra_metrics["teachers"] = teacher.report(queries(labelled), soft, gold)
 
     # 4. Training set: labelled train templates + augmented lines inheriting their label.
     train_texts, train_probs = [], []
@@ -107,6 +141,12 @@ def build_model(cfg: BuildConfig) -> dict:
                                    cfg.augment_variants, cfg.seed)
     train_texts += aug_texts
     train_probs += aug_probs
+    if cfg.paraphrase.get("n"):  # the LLM teacher rewrites templates; only validated rewrites are kept
+        para_texts, para_probs, extra_metrics["paraphrase"] = paraphrase(
+            cfg, teacher, train_templates, soft, exclude={t.key for t in test_templates} | set(train_texts))
+        train_texts += para_texts
+        train_probs += para_probs
+        aug_texts += para_texts
     log(f"training set: {n_original} templates + {len(aug_texts)} augmented")
 
     # 5. Tokenizer and student.
@@ -122,8 +162,18 @@ def build_model(cfg: BuildConfig) -> dict:
             model.tokens.weight.requires_grad_(False)
         else:
             model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
+    hidden_targets = None
+    if train_cfg.hidden_beta > 0:  # intermediate-layer KD: targets from the MiniLM teacher-assistant
+        from training import assistant
+
+        hidden_targets, extra_metrics["assistant"] = assistant.hidden_targets(
+            Path(cfg.label_store).parent / "assistant_cache", tokenizer, train_texts, np.stack(train_probs),
+            n_original, student_cfg.layers, train_cfg.hidden_layers,
+            assistant.config_for(cfg.assistant, train_cfg, student_cfg.max_length),
+            held_out=HeldOut.build(test_templates, gold_teacher, soft, taxonomy))
+        log(f"teacher-assistant: {extra_metrics['assistant'].get('held_out')}")
     history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
-                            progress=cfg.progress)
+                            progress=cfg.progress, hidden_targets=hidden_targets)
 
     # 6. Evaluate on held-out templates, then export and re-evaluate through the runtime.
     evaluation = HeldOut.build(test_templates, gold_teacher, soft, taxonomy)
@@ -142,7 +192,7 @@ def build_model(cfg: BuildConfig) -> dict:
                                  agreement(seen_logits, np.stack(train_probs[:n_original]))}
     metrics.update({"dedup": dedup, "teacher_labelling": {**asdict(label_stats), "seconds": round(teacher_seconds, 2)},
                     "training_examples": {"templates": n_original, "augmented": len(aug_texts)},
-                    "build_seconds": round(time.time() - started, 1)})
+                    **extra_metrics, "build_seconds": round(time.time() - started, 1)})
 
     # 7. The final artifact, with metrics, confusion matrix and model card.
     with tempfile.TemporaryDirectory() as scratch:
@@ -151,8 +201,11 @@ def build_model(cfg: BuildConfig) -> dict:
                        f"student vs gold, held-out templates ({version})")
         card = Path(scratch) / "model_card.md"
         write_model_card(card, config, metrics, taxonomy)
+        extra_files = {"confusion.png": confusion_png, "model_card.md": card}
+        if cfg.held_out_groups is not None:  # what a retrain scores the served model on (same keys, same gold)
+            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE, test_templates)
         out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
-                             extra_files={"confusion.png": confusion_png, "model_card.md": card},
+                             extra_files=extra_files,
                              train_templates=train_texts)
     store.close()
     log(f"wrote {out} ({version}) in {time.time() - started:.0f}s")
@@ -222,6 +275,26 @@ def split_by_group(templates: list[Template], gold_teacher: RecordedTeacher, tes
     return train, test
 
 
+def split_stable(templates: list[Template], gold_teacher: RecordedTeacher, held_out_groups: list[str],
+                 test_fraction: float, seed: int) -> tuple[list[Template], list[Template]]:
+    """A split that new data never reshuffles: the given groups stay held out, and any other gold
+    group is held out iff a seeded hash of its name falls under test_fraction. So a group's side
+    never changes between retrains, and a new model is never scored on what an older one trained on."""
+    taxonomy = gold_teacher.taxonomy
+    kept = set(held_out_groups)
+    test_groups = set()
+    for t in templates:
+        if t.group not in test_groups and (t.group in kept or (
+                _group_hash(t.group, seed) < test_fraction and gold_index(t, gold_teacher, taxonomy) is not None)):
+            test_groups.add(t.group)
+    return ([t for t in templates if t.group not in test_groups], [t for t in templates if t.group in test_groups])
+
+
+def _group_hash(group: str, seed: int) -> float:
+    """Uniform in [0, 1), a pure function of (seed, group)."""
+    return int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:12], 16) / 16 ** 12
+
+
 # ---- 3. teacher --------------------------------------------------------------------------
 
 def make_teacher(cfg: BuildConfig, taxonomy: Taxonomy, gold_teacher: RecordedTeacher):
@@ -231,7 +304,18 @@ def make_teacher(cfg: BuildConfig, taxonomy: Taxonomy, gold_teacher: RecordedTea
         from training.teachers.embedding import EmbeddingTeacher
 
         return EmbeddingTeacher(taxonomy)
-    raise ValueError(f"unknown teacher {cfg.teacher!r} (recorded | embedding)")
+    if cfg.teacher == "multi":  # each member built by this function, labelled through the store under its own id
+        from dataclasses import replace
+
+        from training.multi_teacher import MultiTeacher
+
+        if "multi" in cfg.teachers or len(set(cfg.teachers)) != len(cfg.teachers):
+            raise ValueError(f"teachers={cfg.teachers}: members must be distinct, and not 'multi' itself")
+        members = {name: make_teacher(replace(cfg, teacher=name), taxonomy, gold_teacher) for name in cfg.teachers}
+        return MultiTeacher(members, LabelStore(cfg.label_store), taxonomy.labels, cfg.teacher_weights, cfg.combine)
+    if cfg.teacher in LLM_TEACHERS:  # local-lm | openai, with cfg.teacher_options (registry.py)
+        return build_llm_teacher(cfg.teacher, taxonomy, cfg.teacher_options)
+    raise ValueError(f"unknown teacher {cfg.teacher!r} (recorded | embedding | multi | local-lm | openai)")
 
 
 def queries(templates: list[Template]) -> list[TeacherQuery]:
@@ -257,6 +341,25 @@ def augment(templates: list[Template], soft: dict[str, np.ndarray], seen: set[st
                 texts.append(key)
                 probs.append(soft[t.key])
     return texts, probs
+
+
+def paraphrase(cfg: BuildConfig, teacher, templates: list[Template], soft: dict[str, np.ndarray],
+               exclude: set[str]) -> tuple[list[str], list[np.ndarray], dict]:
+    """Teacher paraphrases of (up to max_templates of) the training templates, validated by the teacher."""
+    from training.paraphrase import Paraphraser, sources_from_templates
+
+    chat_model = getattr(teacher, "lm", None) or (teacher if hasattr(teacher, "chat") else None)
+    if chat_model is None:
+        raise ValueError(f"paraphrasing needs an LLM teacher (local-lm | openai) to write and check the "
+                         f"rewrites; {teacher.teacher_id} cannot")
+    sources = sources_from_templates(templates, soft)
+    limit = cfg.paraphrase.get("max_templates")
+    if limit and limit < len(sources):
+        sources = random.Random(cfg.seed).sample(sources, limit)
+    report = Paraphraser(chat_model, teacher, n=cfg.paraphrase["n"], threshold=cfg.paraphrase.get("threshold", 0.5),
+                         seed=cfg.seed).run(sources, exclude_keys=exclude)
+    texts, probs = report.training_examples()
+    return texts, probs, {"templates": len(sources), **report.summary()}
 
 
 # ---- 5. tokenizer ------------------------------------------------------------------------
@@ -316,6 +419,15 @@ class HeldOut:
         return {"templates": group_bootstrap_accuracy(correct, self.groups),
                 "lines": group_bootstrap_accuracy(correct, self.groups, weights=self.counts)}
 
+    def write(self, path: Path, test_templates: list[Template]) -> Path:
+        """The held-out set as JSON (training/retrain.py scores the served model on it), with every
+        held-out group, scored or not (no gold, no label), so the next build holds them out too."""
+        path.write_text(json.dumps({
+            "held_out_groups": sorted({t.group for t in test_templates}), "labels": list(self.labels),
+            "keys": self.keys, "gold": self.gold.tolist(), "counts": self.counts.tolist(), "groups": self.groups},
+            indent=0))
+        return path
+
     @property
     def sources(self) -> list[str]:
         """Corpus of origin per key: a Loghub system or "k8s"."""
@@ -349,6 +461,16 @@ def _build_settings(cfg: BuildConfig) -> dict:
     settings = asdict(cfg)
     for path_key in ("out_dir", "label_store", "loghub_dir", "recorded_labels", "progress"):
         settings.pop(path_key, None)  # where files live does not change the model
+    # Where the teacher runs (URL, key variable) neither: its teacher id, in the version, names what answers.
+    settings.pop("teacher_options", None)
+    held_out_groups = settings.pop("held_out_groups", None)  # unset: default builds keep their version
+    if held_out_groups is not None:
+        settings["held_out_groups_sha256"] = hashlib.sha256(json.dumps(sorted(held_out_groups)).encode()).hexdigest()
+    if settings["teacher"] != "multi":  # unused settings: default builds keep their version
+        for unused in ("teachers", "teacher_weights", "combine"):
+            settings.pop(unused)
+    if not settings["train"].get("hidden_beta"):
+        settings.pop("assistant")
     return settings
 
 
