@@ -17,7 +17,7 @@ from service.label_store import LabelStore
 from service.masking import template_key
 from service.metrics import ServeMetrics
 from service.parsing import parse_line
-from service.records import dead_letter_reason
+from service.records import dead_letter_reason, template_id
 from service.taxonomy import load_taxonomy
 from training.teach_worker import BAD_ESCALATION, TEACHER_FAILED, TeachWorker, parse_escalation
 from training.teachers.base import TeacherQuery
@@ -84,7 +84,9 @@ def test_answers_reach_the_feedback_topic_and_repeats_cost_no_teacher_call(kafka
     assert worker.run(max_idle_polls=3) == 0
     assert committed(kafka, group, escalate) == 4  # every escalation, answered or dead-lettered
 
-    answers = [parse_answer(r.value, labels) for r in read_topic(kafka, feedback, 1)]
+    records = read_topic(kafka, feedback, 1)
+    answers = [parse_answer(r.value, labels) for r in records]
+    assert [r.key for r in records] == [template_id(a.template).encode() for a in answers]  # as serve keys escalations
     assert len(answers) == 1 and all(isinstance(a, Answer) for a in answers)  # two lines, one template
     assert answers[0].template == template_key(parse_line(LINES[0]))
     assert answers[0].teacher_id == embedding_teacher.teacher_id

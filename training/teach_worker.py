@@ -161,7 +161,8 @@ class TeachWorker:
         escalations = {e.key: e for _, e in parsed if isinstance(e, Escalation)}  # one answer per template
         queries = [TeacherQuery(key=e.key, example=e.line) for e in escalations.values()]
         answers, labelling = label_templates(self.teacher, self.store, queries, self.labels)
-        outputs = [(self.config.feedback_topic, e.key, answer_value(e, answers[e.key], self.labels,
+        # Keyed by template id, as serve keys escalations: one template, one partition.
+        outputs = [(self.config.feedback_topic, template_id(e.key), answer_value(e, answers[e.key], self.labels,
                                                                     self.teacher.teacher_id), None)
                    for e in escalations.values() if e.key in answers]
         for record, item in parsed:
@@ -182,6 +183,7 @@ class TeachWorker:
                        answers=sum(topic == self.config.feedback_topic for topic, *_ in outputs), batches=1)
 
     def _dead_letter(self, record, error: LineError) -> tuple:
+        # The model that handled the message here is the teacher: its id goes where serve puts its model's.
         value, headers = dead_letter(record, error, self.teacher.teacher_id, self.config.dlq_max_bytes)
         return self.config.dlq_topic, record.key, value, headers
 
