@@ -111,10 +111,13 @@ class ServeConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(ServeConfig)}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per option. Defaults stay None so that an absent flag lets env and YAML through."""
-    parser.add_argument("--config", default=None, help=f"YAML file with the same option names (env: {CONFIG_ENV})")
-    for name, f in FIELDS.items():
+def add_arguments(parser, names: tuple[str, ...] | None = None, config_help: str | None = None) -> None:
+    """One flag per option (or per option in `names`). Defaults stay None so that an absent flag lets
+    env and YAML through."""
+    parser.add_argument("--config", default=None,
+                        help=f"{config_help or 'YAML file with the same option names'} (env: {CONFIG_ENV})")
+    for name in names or FIELDS:
+        f = FIELDS[name]
         flag = "--" + name.replace("_", "-")
         help = f"{f.metadata['help']} (env: {env_name(name)}; default: {f.default!r})"
         if f.type is bool:

@@ -137,6 +137,17 @@ def answer_label(label, probs: np.ndarray | None, labels: tuple[str, ...]) -> st
     return label
 
 
+def store_answers(store: LabelStore, answers: list[Answer], labels: tuple[str, ...]) -> dict[str, int]:
+    """Answers into the label store under their teacher ids (the last answer for a template wins, as
+    in the store); how many templates per teacher."""
+    by_teacher: dict[str, dict[str, np.ndarray]] = {}
+    for a in answers:
+        by_teacher.setdefault(a.teacher_id, {})[a.template] = a.probs
+    for teacher_id, probs in by_teacher.items():
+        store.put_many(teacher_id, probs, labels)
+    return {teacher_id: len(probs) for teacher_id, probs in by_teacher.items()}
+
+
 # Online accuracy ------------------------------------------------------------------------
 
 class OnlineAccuracy:
@@ -233,11 +244,7 @@ class FeedbackLoop:
     def store_answers(self, answers: list[Answer], labels: tuple[str, ...]) -> None:
         if self.store is None:
             self.store = LabelStore(self.config.label_store)
-        by_teacher: dict[str, dict[str, np.ndarray]] = {}
-        for a in answers:  # the last answer for a template wins, as in the store
-            by_teacher.setdefault(a.teacher_id, {})[a.template] = a.probs
-        for teacher_id, probs in by_teacher.items():
-            self.store.put_many(teacher_id, probs, labels)
+        store_answers(self.store, answers, labels)
 
     def send_dead_letters(self, bad: list, model_version: str) -> None:
         if self.producer is None:

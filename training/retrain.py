@@ -39,6 +39,7 @@ import numpy as np
 
 from service.artifact import ArtifactError
 from service.classifier import Classifier
+from service import feedback
 from service.config import ServeConfig
 from service.label_store import LabelStore
 from service.masking import template_key
@@ -180,19 +181,15 @@ def collect(sources: Sources, labels: tuple[str, ...], log) -> tuple[list[LogRec
 
 
 def store_answers(path: Path, answers: list, labels: tuple[str, ...]) -> dict[str, int]:
-    """Teacher answers into the label store under their teacher ids (the last per template wins,
-    as in `serve`); a build whose teacher has that id takes them instead of asking again."""
-    by_teacher: dict[str, dict[str, np.ndarray]] = {}
-    for answer in answers:
-        by_teacher.setdefault(answer.teacher_id, {})[answer.template] = answer.probs
-    if by_teacher:
-        store = LabelStore(path)
-        try:
-            for teacher_id, probs in by_teacher.items():
-                store.put_many(teacher_id, probs, labels)
-        finally:
-            store.close()
-    return {teacher_id: len(probs) for teacher_id, probs in by_teacher.items()}
+    """Teacher answers from the snapshot into the label store, as `serve` stores them; a build whose
+    teacher has their id takes them instead of asking again."""
+    if not answers:
+        return {}
+    store = LabelStore(path)
+    try:
+        return feedback.store_answers(store, answers, labels)
+    finally:
+        store.close()
 
 
 # ---- 2. corpus ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ when something failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -19,6 +18,7 @@ KAFKA_OPTIONS = ("bootstrap_servers", "client_id", "security_protocol", "sasl_me
 
 
 def register(commands) -> None:
+    from service.config import add_arguments
     from training.build_options import add_build_arguments
 
     p = commands.add_parser(
@@ -34,7 +34,7 @@ def register(commands) -> None:
     sources.add_argument("--kafka-topics", default="", help="comma-separated, e.g. logs.escalate,logs.feedback")
     sources.add_argument("--kafka-timeout-s", type=float, default=300.0,
                          help="stop reading after this long even if some partition is not at its end (reported)")
-    add_kafka_arguments(sources)
+    add_arguments(sources, KAFKA_OPTIONS, config_help="serve's YAML file: its Kafka settings")
     k8s = p.add_argument_group("Kubernetes pod logs")
     k8s.add_argument("--k8s-namespace", help="collect the logs of this namespace's pods")
     k8s.add_argument("--k8s-selector", default="", help="label selector, e.g. app=web,tier!=db")
@@ -52,20 +52,6 @@ def register(commands) -> None:
     add_build_arguments(p)
     p.add_argument("--quiet", action="store_true", help="only the JSON outcome line")
     p.set_defaults(handler=run_retrain)
-
-
-def add_kafka_arguments(group) -> None:
-    from service.config import CONFIG_ENV, FIELDS, env_name
-
-    group.add_argument("--config", default=None, help=f"serve's YAML file (env: {CONFIG_ENV}): its Kafka settings")
-    for name in KAFKA_OPTIONS:
-        f = FIELDS[name]
-        flag = "--" + name.replace("_", "-")
-        help = f"{f.metadata['help']} (env: {env_name(name)})"
-        if f.type is bool:
-            group.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=help)
-        else:
-            group.add_argument(flag, dest=name, default=None, choices=f.metadata["choices"], help=help)
 
 
 def sources(args):
