@@ -21,9 +21,7 @@ import argparse
 import copy
 import datetime as dt
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH_DIR))
 
-from machine import ContentionMeter, machine_info  # noqa: E402
+from machine import ContentionMeter, machine_info, training_run_setup  # noqa: E402
 
 
 @dataclass
@@ -196,13 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="merge the rows of partial runs into --out")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="logdistill-ablation-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = training_run_setup(args.threads, args.work_dir, "logdistill-ablation-")
     base = dict(QUICK_BASE) if args.quick else {}
     if args.epochs:
         base = merged(base, {"train": {"epochs": args.epochs}})

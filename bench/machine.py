@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def training_run_setup(threads: int, work_dir: str | None, prefix: str) -> Path:
+    """A training benchmark's start: no model hub, `threads` torch threads, its work directory (made)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(threads)
+    path = Path(work_dir or tempfile.mkdtemp(prefix=prefix))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def machine_info() -> dict:

@@ -6,7 +6,9 @@ real line each), cold (no label store), in one run on one machine:
     embedding   MiniLM zero-shot
     local-lm    SmolLM2-135M-Instruct in process (few-shot prefix KV-cached, 13 label continuations scored)
     openai      the same model behind `logdistill teacher-server`'s OpenAI-compatible API, over a socket,
-                soft labels from the returned token logprobs (no prefix cache: every request is a full prompt)
+                soft labels from the returned token logprobs (the server reuses the KV of the prompt start
+                that requests share: automatic prefix caching)
+    openai-no-prefix-cache  the same, the server's prefix cache off (--prompt-cache 0): its baseline
 and the dedup saving is priced with each teacher's measured rate: labelling every Loghub line
 versus labelling each template once.
 
@@ -59,7 +61,7 @@ def timed_labels(name: str, make_teacher, queries: list[TeacherQuery], gold: lis
         usage = teacher.report()
         result["tokens_per_label"] = round((usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
                                            / max(len(labelled), 1), 1)
-    print(f"{name:10s} {result['labels_per_second']:>10.3f} labels/s  load {result['load_seconds']:.0f} s  "
+    print(f"{name:22s} {result['labels_per_second']:>10.3f} labels/s  load {result['load_seconds']:.0f} s  "
           f"agreement with recorded {result['agreement_with_recorded']:.2f}", flush=True)
     return result
 
@@ -88,12 +90,14 @@ def main() -> None:
 
         return LocalLMTeacher(taxonomy, load_local_lm(threads=args.threads))
 
-    def openai_over_http():
+    def openai_over_http(prompt_cache: int | None = None):
         from training.llm_server import LLMServer
         from training.teachers.local_lm import load_local_lm
         from training.teachers.openai_http import OpenAITeacher
 
-        server = LLMServer(load_local_lm(threads=args.threads), max_concurrent=4).__enter__()  # ends with the bench
+        # the default: the model local-lm loaded (load_local_lm keeps it); with a cache setting, another
+        lm = load_local_lm(threads=args.threads, **({} if prompt_cache is None else {"prompt_cache": prompt_cache}))
+        server = LLMServer(lm, max_concurrent=4).__enter__()  # ends with the bench
         return OpenAITeacher(taxonomy, server.base_url, "SmolLM2-135M-Instruct", concurrency=1, logprobs="on",
                              timeout_s=600)
 
@@ -102,7 +106,9 @@ def main() -> None:
 
         return EmbeddingTeacher(taxonomy)
 
-    makers = {"recorded": lambda: recorded, "embedding": embedding, "local-lm": local_lm, "openai": openai_over_http}
+    makers = {"recorded": lambda: recorded, "embedding": embedding, "local-lm": local_lm, "openai": openai_over_http,
+              # the baseline of the server's prefix cache: every request's whole prompt computed
+              "openai-no-prefix-cache": lambda: openai_over_http(prompt_cache=0)}
     teachers = {name: timed_labels(name, make, queries, gold) for name, make in makers.items() if name not in args.skip}
     for result in teachers.values():  # what labelling the whole Loghub corpus costs, line by line vs by template
         rate = max(result["labels_per_second"], 1e-9)

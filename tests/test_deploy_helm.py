@@ -378,6 +378,7 @@ def test_retrain_args_parse_with_the_real_cli():
     args = build_parser().parse_args(job["containers"][0]["args"])
     assert args.root == "/models" and args.config == "/etc/logdistill/config.yaml"
     assert args.gate_metric == "macro_f1" and args.k8s_namespace == "payments" and args.threads == 2
+    assert args.keep_versions == 5  # versions/ on the volume stays bounded
 
 
 def test_retraining_without_collection_has_no_rbac_and_no_token():

@@ -163,6 +163,9 @@ def test_build_writes_metrics_card_and_plot_under_checksums(tiny_model):
     assert card.startswith("# logdistill student")
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_version"] in card
+    groups = written["training_examples"]["source_groups"]  # what held-out accuracy grows with
+    assert 0 < groups <= written["training_examples"]["templates"]
+    assert f"from {groups} labelled source templates" in card
     assert (model_dir / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     sums = read_checksums(model_dir)

@@ -161,3 +161,17 @@ def test_teacher_server_command_registers_its_options():
     register(parser.add_subparsers())
     args = parser.parse_args(["teacher-server", "--port", "0", "--api-key", "k", "--max-concurrent", "3"])
     assert (args.port, args.api_key, args.max_concurrent, args.handler) == (0, "k", 3, run_teacher_server)
+
+
+def test_a_shared_prompt_start_is_reported_as_cached_tokens(client, lm):
+    """Two requests with the same long system prompt: the second computes only what differs, and says so."""
+    system = {"role": "system", "content": "You label log lines. " + "Answer with one word from the list. " * 12}
+
+    def ask(line: str):
+        return client.chat.completions.create(model=lm.model_id, max_tokens=1, temperature=0,
+                                              messages=[system, {"role": "user", "content": line}]).usage
+
+    first, second = ask("disk full on /var"), ask("connection refused")
+    assert second.prompt_tokens_details.cached_tokens > 32
+    assert second.prompt_tokens_details.cached_tokens < second.prompt_tokens
+    assert first.prompt_tokens_details.cached_tokens < second.prompt_tokens_details.cached_tokens

@@ -132,3 +132,38 @@ def test_sampled_chat_is_reproducible_with_a_seed(lm):
     assert first == lm.chat(messages, max_tokens=8, temperature=1.0, seed=7)
     others = {lm.chat(messages, max_tokens=8, temperature=1.0, seed=s) for s in (8, 9)}
     assert others != {first}  # the seed matters: sampling is not silently greedy
+
+
+def test_generate_reuses_the_start_a_prompt_shares_with_a_recent_one(lm):
+    """Automatic prefix caching: the same answer and log-probabilities as a cold prompt, fewer tokens computed."""
+    from training.teachers.local_lm import MIN_SHARED_TOKENS
+
+    prompt = LabelPrompt(load_taxonomy())
+
+    def label_prompt(line: str) -> str:
+        return lm.chat_prompt(prompt.messages(line)) + ANSWER_PREFIX
+
+    second = label_prompt("kubelet: Back-off restarting failed container api in pod web-7d9f8b6c5-x2kqz")
+    lm._recent_prompts.clear()
+    cold = lm.generate(second, max_tokens=6, top_logprobs=3)
+    assert cold.cached_tokens == 0
+
+    lm._recent_prompts.clear()
+    lm.generate(label_prompt("Connection refused to 10.0.0.7:5432"), max_tokens=1)
+    warm = lm.generate(second, max_tokens=6, top_logprobs=3)
+    assert MIN_SHARED_TOKENS <= warm.cached_tokens < warm.prompt_tokens == cold.prompt_tokens
+    assert warm.text == cold.text
+    np.testing.assert_allclose([t.logprob for t in warm.tokens], [t.logprob for t in cold.tokens], atol=1e-3)
+    again = lm.generate(second, max_tokens=6)  # the very same prompt: all but its last token
+    assert again.cached_tokens == again.prompt_tokens - 1 and again.text == cold.text
+
+    short = lm.chat_prompt([{"role": "user", "content": "Hi"}])  # shares only the chat header: computed whole
+    assert lm.generate(short, max_tokens=1).cached_tokens == 0
+
+    lm.prompt_cache, kept = 0, lm.prompt_cache  # teacher-server --prompt-cache 0: every prompt computed whole
+    try:
+        lm._recent_prompts.clear()
+        lm.generate(second, max_tokens=1)
+        assert lm.generate(second, max_tokens=1).cached_tokens == 0 and not lm._recent_prompts
+    finally:
+        lm.prompt_cache = kept

@@ -325,8 +325,11 @@ def test_a_wrong_api_key_stops_with_a_clear_error_and_no_retries(server, lm):
 def test_four_threads_label_exactly_as_one(chat_labels, server, lm):
     _, one_thread, _ = chat_labels
     four = teacher(server, lm, endpoint="chat", concurrency=4, requests_per_second=50)
+    # Not bit-equal: the server's prefix cache computes a prompt's start once for whichever request came
+    # first, so the float sums depend on the order of arrival (differences ~1e-6). A reply given to the
+    # wrong request would differ by far more than this.
     for single, parallel in zip(one_thread, four.distributions(QUERIES)):
-        np.testing.assert_allclose(parallel, single, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(parallel, single, rtol=0, atol=1e-4)
 
 
 @needs_model

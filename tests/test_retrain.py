@@ -247,6 +247,23 @@ def test_promotion_swaps_the_symlink_and_a_directory_is_refused(tmp_path):
         root.current_version()
 
 
+def test_pruning_keeps_the_newest_the_served_and_the_previous_version(tmp_path):
+    root = ModelRoot(tmp_path)
+    root.versions.mkdir()
+    for age, name in enumerate(["v6", "v5", "v4", "v3", "v2", "v1"]):  # v6 newest
+        (root.versions / name).mkdir()
+        (root.versions / name / "model.onnx").write_bytes(b"x")
+        os.utime(root.versions / name, (1_000_000 - age * 60, 1_000_000 - age * 60))
+    (root.versions / ".building-20261130T000000Z").mkdir()  # a build in progress is not a version
+    root.promote("v1")  # e.g. the gate refused everything since v1
+    # The two newest (v6, v5) and the protected ones (served v1, the one before it v4) stay.
+    assert root.prune(2, protect={"v1", "v4"}) == ["v2", "v3"]
+    assert sorted(p.name for p in root.versions.iterdir()) == [".building-20261130T000000Z", "v1", "v4", "v5", "v6"]
+    assert (root.current / "model.onnx").is_file()
+    with pytest.raises(ValueError, match="at least 1"):
+        root.prune(0, protect=set())
+
+
 def test_the_corpus_keeps_one_line_per_template_it_lacks(tmp_path):
     from training.corpus import LogRecord
 

@@ -393,6 +393,27 @@ def test_split_by_group_real_corpus():
     assert 0.1 < len(test) / len(templates) < 0.4
 
 
+
+def test_sample_groups_keeps_whole_groups_and_is_seeded():
+    templates = synthetic_templates()
+    groups = {t.group for t in templates}
+    half = pipeline.sample_groups(templates, 0.5, seed=0)
+    kept = {t.group for t in half}
+    assert len(kept) == round(0.5 * len(groups))
+    assert sorted(t.key for t in half) == sorted(t.key for t in templates if t.group in kept)  # whole groups
+    assert pipeline.sample_groups(templates, 0.5, seed=0) == half
+    assert {t.group for t in pipeline.sample_groups(templates, 0.5, seed=1)} != kept
+    assert len({t.group for t in pipeline.sample_groups(templates, 0.001, seed=0)}) == 1  # never empty
+
+
+def test_train_fraction_is_checked_and_leaves_the_default_version_alone():
+    with pytest.raises(ValueError, match="train_fraction"):
+        pipeline.prepare_training_data(pipeline.BuildConfig(train_fraction=0.0, progress=False))
+    # Options added after the first builds: at their defaults they are not part of the version.
+    settings = pipeline._build_settings(pipeline.BuildConfig())
+    assert not {"train_fraction", "paraphrase", "max_test_templates"} & settings.keys()
+    assert pipeline._build_settings(pipeline.BuildConfig(train_fraction=0.5))["train_fraction"] == 0.5
+
 # ---- evaluation ----------------------------------------------------------------------------
 
 EVAL_LABELS = ("normal", "network", "app_error", "storage", "crash")

@@ -13,7 +13,7 @@ TEACHERS = ("recorded", "embedding", "multi", *LLM_TEACHERS)
 TRAIN_FLAGS = ("epochs", "lam", "temperature", "hidden_beta")
 STUDENT_FLAGS = ("dim", "layers", "heads")
 CONFIG_FLAGS = ("loghub_dir", "recorded_labels", "tokenizer", "augment_variants", "test_fraction",
-                "seed_lines_per_template", "combine")
+                "seed_lines_per_template", "combine", "train_fraction")
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +49,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-test-templates", type=int,
                    help="score on a random sample of this many held-out templates (for slow teachers)")
     p.add_argument("--test-fraction", type=float, help="share of source templates held out for evaluation")
+    p.add_argument("--train-fraction", type=float,
+                   help="train on this seeded share of the training source groups (a learning-curve point; "
+                        "the held-out set is unchanged)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch threads (a build is byte-reproducible for a given thread count)")

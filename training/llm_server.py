@@ -143,7 +143,8 @@ def completion_request(body: dict, max_tokens_limit: int) -> GenerationRequest:
 
 def _usage(result: Generation) -> dict:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": len(result.tokens),
-            "total_tokens": result.prompt_tokens + len(result.tokens)}
+            "total_tokens": result.prompt_tokens + len(result.tokens),
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
 
 
 def _token_entry(choice: TokenChoice) -> dict:

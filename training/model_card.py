@@ -51,7 +51,8 @@ def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Ta
         "- Served as ONNX with dynamic int8 weight quantization (onnxruntime), no torch needed.",
         f"- Distilled from teacher `{config['teacher']}`: loss = λ·T²·KL(teacher_T‖student_T) + (1−λ)·CE(hard), "
         f"λ={train['lam']}, T={train['temperature']}, {train['epochs']} epochs, seed {train['seed']}.",
-        f"- Training examples: {metrics['training_examples']['templates']} templates + "
+        f"- Training examples: {metrics['training_examples']['templates']} templates"
+        f"{_from_groups(metrics['training_examples'])} + "
         f"{metrics['training_examples']['augmented']} augmented lines (resampled variables, other envelopes).",
         f"- Corpus: {metrics['dedup']['lines']} lines → {metrics['dedup']['templates']} templates; dedup saved "
         f"{metrics['dedup']['teacher_call_saving']:.1%} of teacher calls.",
@@ -92,3 +93,9 @@ def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Ta
         "- Low-confidence predictions should be escalated to the teacher rather than trusted.",
     ]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _from_groups(examples: dict) -> str:
+    """How many labelled sources the templates came from: what held-out accuracy grows with (bench/ceiling.py)."""
+    groups = examples.get("source_groups")  # absent in artifacts built before it was counted
+    return f" from {groups} labelled source templates" if groups else ""

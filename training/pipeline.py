@@ -70,6 +70,9 @@ class BuildConfig:
     # "threshold": min teacher probability of the source's label, "max_templates": how many to rewrite}.
     paraphrase: dict = field(default_factory=dict)
     max_train_templates: int | None = None     # for quick runs and tests
+    # Keep this seeded share of the training source groups (held-out set unchanged): a learning
+    # curve's point, i.e. what fewer teacher-labelled sources would have given (bench/ceiling.py).
+    train_fraction: float = 1.0
     max_test_templates: int | None = None      # score on a random sample of the held-out templates
     # Retraining (training/retrain.py): a split that stays put from build to build. These groups are held
     # out, any other gold group by a seeded hash of its name (split_stable); heldout.json joins the artifact.
@@ -84,12 +87,97 @@ class BuildConfig:
     progress: bool = True
 
 
+@dataclass
+class TrainingData:
+    """Steps 1-4 of a build: what the student is trained on and scored against."""
+    taxonomy: Taxonomy
+    gold_teacher: RecordedTeacher
+    teacher_id: str
+    train_templates: list[Template]
+    test_templates: list[Template]
+    soft: dict[str, np.ndarray]        # teacher distribution per labelled template key (train + held-out)
+    texts: list[str]                   # training inputs: the labelled train templates, then augmented keys
+    probs: list[np.ndarray]            # the teacher distribution for each of `texts`
+    n_templates: int                   # texts[:n_templates] are templates, the rest augmented
+    metrics: dict                      # dedup, teacher labelling, training examples, teacher reports
+
+    def held_out(self) -> "HeldOut":
+        return HeldOut.build(self.test_templates, self.gold_teacher, self.soft, self.taxonomy)
+
+
 def build_model(cfg: BuildConfig) -> dict:
     started = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    taxonomy = load_taxonomy(cfg.taxonomy)
     log = _logger(cfg.progress)
+    data = prepare_training_data(cfg, log)
+    taxonomy, train_texts, train_probs, n_original = data.taxonomy, data.texts, data.probs, data.n_templates
+    extra_metrics = dict(data.metrics)  # dedup, teacher labelling, training examples, teacher reports
+
+    # 5. Tokenizer and student.
+    tokenizer = make_tokenizer(cfg, train_texts)
+    student_cfg = StudentConfig(vocab_size=tokenizer.get_vocab_size(), n_labels=len(taxonomy.labels),
+                                **cfg.student)
+    train_cfg = TrainConfig(**{**asdict(TrainConfig()), "seed": cfg.seed, **cfg.train})
+    model = Student(student_cfg)
+    if cfg.init_embeddings:
+        vectors = pretrained.token_vectors(tokenizer)
+        if student_cfg.embed_dim:  # frozen MiniLM rows, learned projection: unseen words keep their meaning
+            model.tokens.weight.data.copy_(torch.from_numpy(vectors / vectors.std() * 0.02))
+            model.tokens.weight.requires_grad_(False)
+        else:
+            model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
+    hidden_targets = None
+    if train_cfg.hidden_beta > 0:  # intermediate-layer KD: targets from the MiniLM teacher-assistant
+        from training import assistant
+
+        hidden_targets, extra_metrics["assistant"] = assistant.hidden_targets(
+            Path(cfg.label_store).parent / "assistant_cache", tokenizer, train_texts, np.stack(train_probs),
+            n_original, student_cfg.layers, train_cfg.hidden_layers,
+            assistant.config_for(cfg.assistant, train_cfg, student_cfg.max_length),
+            held_out=data.held_out())
+        log(f"teacher-assistant: {extra_metrics['assistant'].get('held_out')}")
+    history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
+                            progress=cfg.progress, hidden_targets=hidden_targets)
+
+    # 6. Evaluate on held-out templates, then export and re-evaluate through the runtime.
+    evaluation = data.held_out()
+    fp32_logits = predict_logits(model, tokenizer, evaluation.keys)
+    version = model_version(cfg, data.teacher_id, train_texts)
+    config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": data.teacher_id,
+              "student": student_cfg.to_dict(), "train": train_cfg.to_dict(), "build": _build_settings(cfg),
+              "n_parameters": model.n_parameters(), "loss_history": [round(x, 5) for x in history]}
+    with tempfile.TemporaryDirectory() as scratch:
+        draft = write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config)
+        runtime_probs = Classifier.from_dir(draft, cache_size=0).student.predict_proba(evaluation.keys)
+    metrics = evaluation.metrics(runtime_probs, fp32_logits)
+    # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
+    seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
+    metrics["seen_templates"] = {"templates": n_original, "agreement_with_teacher":
+                                 agreement(seen_logits, np.stack(train_probs[:n_original]))}
+    metrics.update({**extra_metrics, "build_seconds": round(time.time() - started, 1)})
+
+    # 7. The final artifact, with metrics, confusion matrix and model card.
+    with tempfile.TemporaryDirectory() as scratch:
+        confusion_png = Path(scratch) / "confusion.png"
+        plot_confusion(np.array(metrics["student"]["templates"]["confusion"]), taxonomy.labels, confusion_png,
+                       f"student vs gold, held-out templates ({version})")
+        card = Path(scratch) / "model_card.md"
+        write_model_card(card, config, metrics, taxonomy)
+        extra_files = {"confusion.png": confusion_png, "model_card.md": card}
+        if cfg.held_out_groups is not None:  # what a retrain scores the served model on (same keys, same gold)
+            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE, data.test_templates)
+        out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
+                             extra_files=extra_files,
+                             train_templates=train_texts)
+    log(f"wrote {out} ({version}) in {time.time() - started:.0f}s")
+    log(summary_line(metrics))
+    return metrics
+
+
+def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> TrainingData:
+    """Corpus → templates → split → teacher labels → augmented training set (steps 1-4)."""
+    taxonomy = load_taxonomy(cfg.taxonomy)
 
     # 1. Corpus → distinct templates, each with a gold label where one is known.
     records = collect_records(cfg)
@@ -106,6 +194,10 @@ def build_model(cfg: BuildConfig) -> dict:
     else:
         train_templates, test_templates = split_stable(templates, gold_teacher, cfg.held_out_groups,
                                                        cfg.test_fraction, cfg.seed)
+    if not 0 < cfg.train_fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {cfg.train_fraction}")
+    if cfg.train_fraction < 1.0:  # a learning curve's point: fewer labelled sources, the same held-out set
+        train_templates = sample_groups(train_templates, cfg.train_fraction, cfg.seed)
     if cfg.max_train_templates:
         train_templates = random.Random(cfg.seed).sample(train_templates,
                                                          min(cfg.max_train_templates, len(train_templates)))
@@ -148,69 +240,14 @@ def build_model(cfg: BuildConfig) -> dict:
         train_probs += para_probs
         aug_texts += para_texts
     log(f"training set: {n_original} templates + {len(aug_texts)} augmented")
-
-    # 5. Tokenizer and student.
-    tokenizer = make_tokenizer(cfg, train_texts)
-    student_cfg = StudentConfig(vocab_size=tokenizer.get_vocab_size(), n_labels=len(taxonomy.labels),
-                                **cfg.student)
-    train_cfg = TrainConfig(**{**asdict(TrainConfig()), "seed": cfg.seed, **cfg.train})
-    model = Student(student_cfg)
-    if cfg.init_embeddings:
-        vectors = pretrained.token_vectors(tokenizer)
-        if student_cfg.embed_dim:  # frozen MiniLM rows, learned projection: unseen words keep their meaning
-            model.tokens.weight.data.copy_(torch.from_numpy(vectors / vectors.std() * 0.02))
-            model.tokens.weight.requires_grad_(False)
-        else:
-            model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
-    hidden_targets = None
-    if train_cfg.hidden_beta > 0:  # intermediate-layer KD: targets from the MiniLM teacher-assistant
-        from training import assistant
-
-        hidden_targets, extra_metrics["assistant"] = assistant.hidden_targets(
-            Path(cfg.label_store).parent / "assistant_cache", tokenizer, train_texts, np.stack(train_probs),
-            n_original, student_cfg.layers, train_cfg.hidden_layers,
-            assistant.config_for(cfg.assistant, train_cfg, student_cfg.max_length),
-            held_out=HeldOut.build(test_templates, gold_teacher, soft, taxonomy))
-        log(f"teacher-assistant: {extra_metrics['assistant'].get('held_out')}")
-    history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
-                            progress=cfg.progress, hidden_targets=hidden_targets)
-
-    # 6. Evaluate on held-out templates, then export and re-evaluate through the runtime.
-    evaluation = HeldOut.build(test_templates, gold_teacher, soft, taxonomy)
-    fp32_logits = predict_logits(model, tokenizer, evaluation.keys)
-    version = model_version(cfg, teacher.teacher_id, train_texts)
-    config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": teacher.teacher_id,
-              "student": student_cfg.to_dict(), "train": train_cfg.to_dict(), "build": _build_settings(cfg),
-              "n_parameters": model.n_parameters(), "loss_history": [round(x, 5) for x in history]}
-    with tempfile.TemporaryDirectory() as scratch:
-        draft = write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config)
-        runtime_probs = Classifier.from_dir(draft, cache_size=0).student.predict_proba(evaluation.keys)
-    metrics = evaluation.metrics(runtime_probs, fp32_logits)
-    # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
-    seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
-    metrics["seen_templates"] = {"templates": n_original, "agreement_with_teacher":
-                                 agreement(seen_logits, np.stack(train_probs[:n_original]))}
-    metrics.update({"dedup": dedup, "teacher_labelling": {**asdict(label_stats), "seconds": round(teacher_seconds, 2)},
-                    "training_examples": {"templates": n_original, "augmented": len(aug_texts)},
-                    **extra_metrics, "build_seconds": round(time.time() - started, 1)})
-
-    # 7. The final artifact, with metrics, confusion matrix and model card.
-    with tempfile.TemporaryDirectory() as scratch:
-        confusion_png = Path(scratch) / "confusion.png"
-        plot_confusion(np.array(metrics["student"]["templates"]["confusion"]), taxonomy.labels, confusion_png,
-                       f"student vs gold, held-out templates ({version})")
-        card = Path(scratch) / "model_card.md"
-        write_model_card(card, config, metrics, taxonomy)
-        extra_files = {"confusion.png": confusion_png, "model_card.md": card}
-        if cfg.held_out_groups is not None:  # what a retrain scores the served model on (same keys, same gold)
-            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE, test_templates)
-        out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
-                             extra_files=extra_files,
-                             train_templates=train_texts)
     store.close()
-    log(f"wrote {out} ({version}) in {time.time() - started:.0f}s")
-    log(summary_line(metrics))
-    return metrics
+    metrics = {"dedup": dedup, "teacher_labelling": {**asdict(label_stats), "seconds": round(teacher_seconds, 2)},
+               "training_examples": {"templates": n_original, "augmented": len(aug_texts),
+                                     "source_groups": len({t.group for t in train_templates if t.key in soft})},
+               **extra_metrics}
+    return TrainingData(taxonomy=taxonomy, gold_teacher=gold_teacher, teacher_id=teacher.teacher_id,
+                        train_templates=train_templates, test_templates=test_templates, soft=soft,
+                        texts=train_texts, probs=train_probs, n_templates=n_original, metrics=metrics)
 
 
 # ---- 1. corpus ---------------------------------------------------------------------------
@@ -288,6 +325,14 @@ def split_stable(templates: list[Template], gold_teacher: RecordedTeacher, held_
                 _group_hash(t.group, seed) < test_fraction and gold_index(t, gold_teacher, taxonomy) is not None)):
             test_groups.add(t.group)
     return ([t for t in templates if t.group not in test_groups], [t for t in templates if t.group in test_groups])
+
+
+def sample_groups(templates: list[Template], fraction: float, seed: int) -> list[Template]:
+    """The templates of a seeded `fraction` of the source groups (at least one group)."""
+    groups = sorted({t.group for t in templates})
+    random.Random(seed).shuffle(groups)
+    kept = set(groups[: max(1, round(fraction * len(groups)))])
+    return [t for t in templates if t.group in kept]
 
 
 def _group_hash(group: str, seed: int) -> float:
@@ -471,6 +516,10 @@ def _build_settings(cfg: BuildConfig) -> dict:
             settings.pop(unused)
     if not settings["train"].get("hidden_beta"):
         settings.pop("assistant")
+    # Options added after the first builds leave a build at their defaults with the version it had.
+    for later, default in (("paraphrase", {}), ("max_test_templates", None), ("train_fraction", 1.0)):
+        if settings.get(later) == default:
+            settings.pop(later)
     return settings
 
 

@@ -2,7 +2,7 @@
 
 A model root holds everything a retrain needs, so every run is reproducible from disk:
 
-    <root>/versions/<model_version>/    complete artifacts, old ones kept
+    <root>/versions/<model_version>/    complete artifacts: the newest --keep-versions, current and the one before
     <root>/current -> versions/<v>      what `serve --model <root>/current` serves (hot reload)
     <root>/corpus/*.jsonl               logs collected over time: one line per template not seen before
     <root>/label_store.sqlite           teacher answers, each template paid for once
@@ -20,7 +20,9 @@ One run, top to bottom (`retrain`):
      keys, same gold), through the runtime (service.classifier), leaving out any key the served
      model was trained on (its templates.json): neither model is scored on what it saw;
   5. gate: promote iff candidate ≥ current − max_drop on the chosen template-level metric.
-     Promotion swaps the `current` symlink in one rename, as service/reload.py expects.
+     Promotion swaps the `current` symlink in one rename, as service/reload.py expects;
+  6. prune versions/ to the newest `keep_versions`, never current or the version before this run
+     (the rollback target): a root on a volume would otherwise grow by one artifact a run.
 """
 
 from __future__ import annotations
@@ -106,11 +108,24 @@ class ModelRoot:
         os.symlink(Path("versions") / version, staging)  # relative: the root can move or be mounted elsewhere
         os.replace(staging, self.current)
 
+    def prune(self, keep: int, protect: set[str | None]) -> list[str]:
+        """Delete all but the `keep` newest complete versions (by build time), never one in `protect`."""
+        if keep < 1:
+            raise ValueError(f"keep_versions must be at least 1, got {keep}")
+        built = sorted((p for p in self.versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                       key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+        doomed = [p for p in built[keep:] if p.name not in protect]
+        for path in doomed:
+            shutil.rmtree(path)
+        return sorted(p.name for p in doomed)
+
 
 def retrain(root: str | Path, build: BuildConfig, sources: Sources, gate: Gate, log=print,
-            label_store: str | Path | None = None) -> dict:
+            label_store: str | Path | None = None, keep_versions: int | None = None) -> dict:
     """One retraining run; returns the report (also written to <root>/reports/).
-    label_store: default <root>/label_store.sqlite."""
+    label_store: default <root>/label_store.sqlite; keep_versions: None keeps every version."""
+    if keep_versions is not None and keep_versions < 1:
+        raise ValueError(f"keep_versions must be at least 1, got {keep_versions}")
     root = ModelRoot(root)
     store_path = Path(label_store) if label_store else root.label_store
     started = time.time()
@@ -140,12 +155,17 @@ def retrain(root: str | Path, build: BuildConfig, sources: Sources, gate: Gate, 
         if decision["promoted"]:
             root.promote(candidate)
 
+        # 6. Old versions go; what serves now and what served before this run stay.
+        pruned = root.prune(keep_versions, {previous, root.current_version()}) if keep_versions else []
+        if pruned:
+            log(f"pruned {len(pruned)} old version(s): {', '.join(pruned)}")
+
     report = {
         "started": stamp, "seconds": round(time.time() - started, 1), "root": str(root.path),
         "previous": previous, "candidate": candidate, "current": root.current_version(),
         "collected": collected, "corpus": {**added, "files": len(root.corpus_files())},
         "labelling": metrics.get("teacher_labelling"), "candidate_build": build_summary(metrics),
-        "comparison": comparison, **decision,
+        "comparison": comparison, **decision, "pruned": pruned,
     }
     (root.reports / f"retrain-{stamp}.json").write_text(json.dumps(report, indent=2))
     return report

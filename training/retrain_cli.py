@@ -47,6 +47,9 @@ def register(commands) -> None:
                       help="on held-out templates")
     gate.add_argument("--gate-max-drop", type=float, default=0.0,
                       help="promote iff candidate >= current - this (negative: the candidate must improve)")
+    p.add_argument("--keep-versions", type=int, default=5,
+                   help="keep the newest N versions under <root>/versions (always current and the one before "
+                        "this run); 0 keeps all")
     # Build settings, as `train`'s. Teacher answers from the feedback topic count for the templates they
     # cover when their teacher_id is this build's teacher's.
     add_build_arguments(p)
@@ -86,7 +89,7 @@ def run_retrain(args) -> int:
     try:
         report = retrain(args.root, build_config(args), sources(args),
                          Gate(args.gate_metric, args.gate_max_drop), log=(lambda _: None) if args.quiet else print,
-                         label_store=args.label_store)
+                         label_store=args.label_store, keep_versions=args.keep_versions or None)
     except (RetrainError, ConfigError, ValueError, OSError, KafkaError, ApiException, ConfigException) as exc:
         print(f"logdistill retrain: {exc}", file=sys.stderr)
         return 1

@@ -10,7 +10,8 @@ As a teacher it does not generate and parse an answer: after the chat-templated 
 ANSWER_PREFIX (`{"label": "`), it scores every label's continuation `<label>"}` by its
 log-likelihood and normalises over the labels. The closing `"}` makes each continuation a whole
 answer, so a label that is a prefix of another cannot take that one's probability.
-The few-shot prompt is the same for every query: its KV cache is computed once and reused.
+The few-shot prompt is the same for every query: its KV cache is computed once and reused; in
+`generate` (the HTTP server's path) the longest start a prompt shares with a recent one is reused.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ SMOLLM2_ID = "SmolLM2-135M-Instruct-Q4_1"
 SCORING_MODES = ("sum", "mean", "calibrated")
 CONTENT_FREE_LINES = ("N/A", "[MASK]", "-")
 ANSWER_CLOSER = '"}'
+# Automatic prefix caching in `generate` (as vLLM's): the KV of the last few prompts is kept, and a
+# prompt that shares at least this many leading tokens with one of them computes only the rest.
+# An HTTP client sends the same few-shot prompt every time with a different last line.
+PROMPT_CACHE_ENTRIES = 4
+MIN_SHARED_TOKENS = 32
 
 
 @lru_cache(maxsize=1)
@@ -81,12 +87,14 @@ class Generation:
     tokens: list[TokenChoice]
     finish_reason: str  # "stop" (end of turn or a stop string) | "length"
     prompt_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV came from an earlier prompt (OpenAI's prompt_tokens_details)
 
 
 class LocalCausalLM:
     """A causal LM on CPU. `path`: a GGUF file or a Hugging Face model directory (default: SmolLM2's GGUF)."""
 
-    def __init__(self, path: str | Path | None = None, model_id: str | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path | None = None, model_id: str | None = None, threads: int | None = None,
+                 prompt_cache: int = PROMPT_CACHE_ENTRIES):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -106,6 +114,8 @@ class LocalCausalLM:
         self.lock = threading.Lock()  # one forward pass at a time: callers may be server threads
         self.end_ids = end_token_ids(self.tokenizer, self.model)
         self._prefixes: dict[str, tuple] = {}  # prompt prefix text -> (token ids, KV cache)
+        self._recent_prompts: dict[tuple[int, ...], object] = {}  # prompt ids -> KV cache (generate's, oldest first)
+        self.prompt_cache = prompt_cache  # how many prompts' KV `generate` keeps; 0: every prompt computed whole
 
     # ---- text <-> tokens ------------------------------------------------------------------
 
@@ -150,7 +160,7 @@ class LocalCausalLM:
         chosen: list[TokenChoice] = []
         finish = "length"
         with self.lock, torch.inference_mode():
-            logits, cache = forward(self.model, [prompt_ids])
+            logits, cache, cached_tokens = self._read_prompt(prompt_ids)
             for _ in range(max_tokens):
                 token_id = pick_token(logits[0, -1], temperature, generator)
                 if token_id in self.end_ids:
@@ -165,7 +175,32 @@ class LocalCausalLM:
         cut = cut_at_stop(text, stop) if stop else None
         if cut is not None:
             text = cut
-        return Generation(text=text, tokens=chosen, finish_reason=finish, prompt_tokens=len(prompt_ids))
+        return Generation(text=text, tokens=chosen, finish_reason=finish, prompt_tokens=len(prompt_ids),
+                          cached_tokens=cached_tokens)
+
+    def _read_prompt(self, prompt_ids: list[int]) -> tuple[object, object, int]:
+        """Logits after the prompt, its KV cache, and how many of its tokens came from a recent
+        prompt's cache (the longest shared start, at least MIN_SHARED_TOKENS). Under self.lock."""
+        shared, source = 0, None
+        for ids, cache in self._recent_prompts.items():
+            n = shared_prefix_length(ids, prompt_ids)
+            if n > shared:
+                shared, source = n, cache
+        shared = min(shared, len(prompt_ids) - 1)  # at least one new token: its logits start the answer
+        if source is not None and shared >= MIN_SHARED_TOKENS:
+            cache = copy.deepcopy(source)  # the kept cache is never extended in place
+            cache.crop(-(cache.get_seq_length() - shared))  # negative: drop that many tokens from the end
+            logits, cache = forward(self.model, [prompt_ids[shared:]], cache)
+        else:
+            shared = 0
+            logits, cache = forward(self.model, [prompt_ids])
+        if self.prompt_cache > 0:
+            key = tuple(prompt_ids)
+            self._recent_prompts.pop(key, None)
+            while len(self._recent_prompts) >= self.prompt_cache:
+                self._recent_prompts.pop(next(iter(self._recent_prompts)))
+            self._recent_prompts[key] = copy.deepcopy(cache)  # generation extends `cache`; the copy stays the prompt's
+        return logits, cache, shared
 
     def _choice(self, token_id: int, logprobs, top_k: int = 0) -> TokenChoice:
         top = []
@@ -201,6 +236,15 @@ def forward(model, input_ids: list[list[int]], cache=None, last_only: bool = Tru
     return out.logits.float(), getattr(out, name)
 
 
+def shared_prefix_length(a: tuple[int, ...] | list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def end_token_ids(tokenizer, model) -> set[int]:
     ids = set()
     for candidate in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
@@ -224,9 +268,10 @@ def cut_at_stop(text: str, stop) -> str | None:
 
 
 @lru_cache(maxsize=2)
-def load_local_lm(path: str | None = None, threads: int | None = None) -> LocalCausalLM:
+def load_local_lm(path: str | None = None, threads: int | None = None,
+                  prompt_cache: int = PROMPT_CACHE_ENTRIES) -> LocalCausalLM:
     """One loaded model per process and path (loading takes tens of seconds on two cores)."""
-    return LocalCausalLM(path, threads=threads)
+    return LocalCausalLM(path, threads=threads, prompt_cache=prompt_cache)
 
 
 # ---- the teacher --------------------------------------------------------------------------
