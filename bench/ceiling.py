@@ -67,13 +67,12 @@ def _pooled(by_source: dict, keep) -> float | None:
 
 def log_linear_fit(points: list[dict], target: float) -> dict | None:
     """accuracy ≈ a + b·log2(source groups), least squares; the groups at which it reaches target."""
+    import numpy as np
+
     xs = [math.log2(p["source_groups"]) for p in points]
-    ys = [p["accuracy"] for p in points]
     if len(set(xs)) < 2:
         return None
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    intercept = my - slope * mx
+    slope, intercept = (float(c) for c in np.polyfit(xs, [p["accuracy"] for p in points], 1))
     fit = {"intercept": round(intercept, 4), "gain_per_doubling": round(slope, 4), "target_accuracy": target}
     if slope > 0:
         groups = 2 ** ((target - intercept) / slope)

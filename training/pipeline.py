@@ -113,6 +113,7 @@ def build_model(cfg: BuildConfig) -> dict:
     data = prepare_training_data(cfg, log)
     taxonomy, train_texts, train_probs, n_original = data.taxonomy, data.texts, data.probs, data.n_templates
     extra_metrics = dict(data.metrics)  # dedup, teacher labelling, training examples, teacher reports
+    evaluation = data.held_out()  # held-out keys and gold: scores the student, and the assistant if any
 
     # 5. Tokenizer and student.
     tokenizer = make_tokenizer(cfg, train_texts)
@@ -135,13 +136,12 @@ def build_model(cfg: BuildConfig) -> dict:
             Path(cfg.label_store).parent / "assistant_cache", tokenizer, train_texts, np.stack(train_probs),
             n_original, student_cfg.layers, train_cfg.hidden_layers,
             assistant.config_for(cfg.assistant, train_cfg, student_cfg.max_length),
-            held_out=data.held_out())
+            held_out=evaluation)
         log(f"teacher-assistant: {extra_metrics['assistant'].get('held_out')}")
     history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
                             progress=cfg.progress, hidden_targets=hidden_targets)
 
     # 6. Evaluate on held-out templates, then export and re-evaluate through the runtime.
-    evaluation = data.held_out()
     fp32_logits = predict_logits(model, tokenizer, evaluation.keys)
     version = model_version(cfg, data.teacher_id, train_texts)
     config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": data.teacher_id,
@@ -177,6 +177,8 @@ def build_model(cfg: BuildConfig) -> dict:
 
 def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> TrainingData:
     """Corpus → templates → split → teacher labels → augmented training set (steps 1-4)."""
+    if not 0 < cfg.train_fraction <= 1:  # before any corpus work
+        raise ValueError(f"train_fraction must be in (0, 1], got {cfg.train_fraction}")
     taxonomy = load_taxonomy(cfg.taxonomy)
 
     # 1. Corpus → distinct templates, each with a gold label where one is known.
@@ -194,8 +196,6 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     else:
         train_templates, test_templates = split_stable(templates, gold_teacher, cfg.held_out_groups,
                                                        cfg.test_fraction, cfg.seed)
-    if not 0 < cfg.train_fraction <= 1:
-        raise ValueError(f"train_fraction must be in (0, 1], got {cfg.train_fraction}")
     if cfg.train_fraction < 1.0:  # a learning curve's point: fewer labelled sources, the same held-out set
         train_templates = sample_groups(train_templates, cfg.train_fraction, cfg.seed)
     if cfg.max_train_templates:
