@@ -111,9 +111,10 @@ def pretrained_ceiling(data, cfg, assistant_overrides: dict, cache_dir: Path, li
     """MiniLM-L6 fine-tuned (all layers) on the student's training set, scored on the held-out templates."""
     import numpy as np
 
-    from training import assistant, pipeline
-    from training.distill import TrainConfig
-    from training.evaluate import classification_report, group_bootstrap_accuracy
+    from training import pipeline
+    from training.distill import assistant
+    from training.distill.loop import TrainConfig
+    from training.evaluation.metrics import classification_report, group_bootstrap_accuracy
 
     texts, probs = data.texts[:limit], np.stack(data.probs[:limit])
     tokenizer = pipeline.make_tokenizer(cfg, texts)

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from service.taxonomy import load_taxonomy  # noqa: E402
 from training import pipeline  # noqa: E402
-from training.evaluate import classification_report  # noqa: E402
+from training.evaluation.metrics import classification_report  # noqa: E402
 from training.teachers.base import TeacherQuery  # noqa: E402
 from training.teachers.local_lm import LocalCausalLM, LocalLMTeacher, normalise  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import ContentionMeter, machine_info  # noqa: E402
 from service.taxonomy import load_taxonomy  # noqa: E402
 from training import pipeline  # noqa: E402
-from training.corpus import dedup_templates, read_loghub_dir  # noqa: E402
+from training.corpus.readers import dedup_templates, read_loghub_dir  # noqa: E402
 from training.teachers.base import TeacherQuery  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "teachers.json"
@@ -91,7 +91,7 @@ def main() -> None:
         return LocalLMTeacher(taxonomy, load_local_lm(threads=args.threads))
 
     def openai_over_http(prompt_cache: int | None = None):
-        from training.llm_server import LLMServer
+        from training.teachers.server import LLMServer
         from training.teachers.local_lm import load_local_lm
         from training.teachers.openai_http import OpenAITeacher
 

@@ -4,7 +4,7 @@ A teacher is slow or costs money; re-runs and retraining ask the store first and
 teacher what it has never labelled. SQLite: one file, safe to reopen, no server.
 
 It lives in service/ because `serve` writes to it too (teacher answers from the feedback topic,
-service/feedback.py) and the runtime must not import training/; training/label_store.py
+service/feedback.py) and the runtime must not import training/; training/teachers/label_store.py
 re-exports it next to the offline labelling loop.
 """
 

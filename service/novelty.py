@@ -1,6 +1,6 @@
 """Novel-template rate: lines whose template the student never saw in training, a drift signal.
 
-The artifact's templates.json (written by training/export.py) lists the ids of the template keys
+The artifact's templates.json (written by training/distill/export.py) lists the ids of the template keys
 the student was trained on. A rising share of lines outside that set means the log stream has
 moved away from the training data: accuracy is then unknown rather than what metrics.json says,
 and it is time to escalate, label and retrain. Counted per line (what the operator sees); an

@@ -2,7 +2,7 @@
 
 Publishing (the layout watched): --model names a directory, or a symlink to one, holding a
 complete artifact. Replace it in one step, so a reader never sees half of it:
-    - a new directory renamed over the old one (training/export.py write_artifact does this), or
+    - a new directory renamed over the old one (training/distill/export.py write_artifact does this), or
     - a symlink swapped to the new version:  ln -s v2 next && mv -T next current
 Copying files into the live directory also works, but a half-copied state may be seen: that
 attempt is rejected (its hashes do not match) and the finished copy is picked up at the next change.

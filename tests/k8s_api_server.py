@@ -4,7 +4,7 @@
     GET /api/v1/namespaces/{ns}/pods/{pod}/log?container=...     → text/plain, honouring tailLines,
                                                                     limitBytes and timestamps
 
-so training/k8s_logs.py is tested through the official `kubernetes` client, configured by a real
+so training/corpus/k8s_logs.py is tested through the official `kubernetes` client, configured by a real
 kubeconfig file, over a real socket. Errors are v1 Status objects, as the API server sends them
 (401 without the bearer token, 404 for an unknown pod or container, 400 for a container that is
 waiting to start). Every request is recorded (path and query) for the tests to inspect.

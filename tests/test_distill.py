@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.distill import TrainConfig, distillation_loss, predict_logits, train_student
-from training.student import Student, StudentConfig
+from training.distill.loop import TrainConfig, distillation_loss, predict_logits, train_student
+from training.distill.student import Student, StudentConfig
 from training.teachers.base import PROB_FLOOR, apply_temperature
-from training.tokenizer import train_wordpiece
+from training.distill.tokenizer import train_wordpiece
 
 # Two rows, three classes.
 LOGITS = [[1.0, 2.0, 0.5],

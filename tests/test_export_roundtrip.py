@@ -16,11 +16,11 @@ from service.inference import OnnxStudent, softmax
 from service.masking import template_key
 from service.parsing import parse_line
 from service.taxonomy import load_taxonomy
-from training import k8s_corpus
-from training.distill import TrainConfig, predict_logits, train_student
-from training.export import write_artifact
-from training.student import Student, StudentConfig
-from training.tokenizer import train_wordpiece
+from training.corpus import k8s_corpus
+from training.distill.loop import TrainConfig, predict_logits, train_student
+from training.distill.export import write_artifact
+from training.distill.student import Student, StudentConfig
+from training.distill.tokenizer import train_wordpiece
 
 MAX_LENGTH = 40
 

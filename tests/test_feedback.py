@@ -145,6 +145,5 @@ def test_a_new_model_restarts_the_accuracy_window(tiny_model):
 
 
 def test_training_reads_the_same_store():
-    from training import label_store
-
+    from training.teachers import label_store
     assert label_store.LabelStore is LabelStore

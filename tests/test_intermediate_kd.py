@@ -14,11 +14,11 @@ from service.artifact import load_artifact
 from service.inference import OnnxStudent
 from service.taxonomy import load_taxonomy
 from tests.test_distill import toy_task
-from training import assistant, pretrained
-from training.distill import HiddenProjection, TrainConfig, layer_map, pad_batch, predict_logits, train_student
-from training.export import write_artifact
-from training.student import Student, StudentConfig
-from training.tokenizer import train_wordpiece, with_cls_sep
+from training.distill import assistant, pretrained
+from training.distill.loop import HiddenProjection, TrainConfig, layer_map, pad_batch, predict_logits, train_student
+from training.distill.export import write_artifact
+from training.distill.student import Student, StudentConfig
+from training.distill.tokenizer import train_wordpiece, with_cls_sep
 
 # One student block's output for two rows of three tokens, width 2; row 1 has one real token.
 HIDDEN = [[[1.0, 2.0], [3.0, 0.0], [9.0, 9.0]],

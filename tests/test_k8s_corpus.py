@@ -5,7 +5,7 @@ import pytest
 
 from service.parsing import parse_line
 from service.taxonomy import load_taxonomy
-from training.k8s_corpus import (ENVELOPES, PLACEHOLDER_RE, SeedTemplate, generate_lines, load_seed_templates,
+from training.corpus.k8s_corpus import (ENVELOPES, PLACEHOLDER_RE, SeedTemplate, generate_lines, load_seed_templates,
                                  render, wrap)
 
 KLOG_EXPECTED = {None: "info", "info": "info", "warning": "warning", "error": "error", "fatal": "fatal"}

@@ -1,4 +1,4 @@
-"""Log collection from a cluster (training/k8s_logs.py): the official `kubernetes` client, configured
+"""Log collection from a cluster (training/corpus/k8s_logs.py): the official `kubernetes` client, configured
 by a kubeconfig file, against a local server speaking the Kubernetes API (tests/k8s_api_server.py)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from k8s_api_server import LOG_TIMESTAMP, FakeApiServer
-from training.k8s_logs import LogQuery, api_client, collect_pod_logs
+from training.corpus.k8s_logs import LogQuery, api_client, collect_pod_logs
 
 WEB_LOG = "GET /healthz 200 in 3ms\nupstream connect error: connection refused to 10.0.0.7:8080\n"
 SIDECAR_LOG = "proxy listening on :15001\n"

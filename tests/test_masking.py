@@ -157,8 +157,7 @@ def test_dotted_versions_are_not_ips(message):
 def test_rule_guards_never_change_a_key(monkeypatch):
     """RULE_NEEDS only skips regexes that cannot match: keys with and without it are identical."""
     from service import masking
-    from training import k8s_corpus
-
+    from training.corpus import k8s_corpus
     lines = []
     for path in sorted(SHARED_LOGHUB.glob("*/*_2k.log")):
         lines += path.read_text(encoding="utf-8", errors="replace").splitlines()[:300]

@@ -12,7 +12,7 @@ import pytest
 from service.label_store import LabelStore
 from service.taxonomy import load_taxonomy
 from tests.conftest import TINY_STUDENT
-from training.multi_teacher import MultiTeacher, agreement_report, combine
+from training.teachers.multi import MultiTeacher, agreement_report, combine
 from training.teachers.base import PROB_FLOOR, TeacherQuery
 from training.teachers.recorded import RecordedTeacher
 

@@ -38,7 +38,7 @@ def test_the_built_artifact_lists_its_training_templates_under_its_checksums(tin
 @pytest.fixture(scope="module")
 def loghub_lines():
     from training import pipeline
-    from training.corpus import read_loghub_dir
+    from training.corpus.readers import read_loghub_dir
 
     loghub = pipeline.SHARED_DATA / "loghub"
     if not loghub.is_dir():

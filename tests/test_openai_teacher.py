@@ -1,6 +1,6 @@
 """The OpenAI-compatible HTTP teacher against a real server over a real socket.
 
-The server is training/llm_server.py with the real SmolLM2-135M-Instruct behind it (loaded once
+The server is training/teachers/server.py with the real SmolLM2-135M-Instruct behind it (loaded once
 for the module); the teacher talks to it through the official `openai` SDK, exactly as it would
 to vLLM, Ollama or a hosted API. A four-label taxonomy and two few-shot examples keep prompts
 short: on two busy cores every prompt token counts. The model is weak; the tests check the
@@ -21,7 +21,7 @@ import pytest
 
 from service.label_store import LabelStore
 from service.taxonomy import Taxonomy
-from training.label_store import label_templates
+from training.teachers.label_store import label_templates
 from training.teachers.base import PROB_FLOOR, TeacherQuery
 from training.teachers.logprob_labels import TokenStep, label_mass, label_start, one_hot, to_distribution
 from training.teachers.openai_http import OpenAITeacher, TeacherError
@@ -145,7 +145,7 @@ def lm():
 
 @pytest.fixture(scope="module")
 def server(lm):
-    from training.llm_server import LLMServer
+    from training.teachers.server import LLMServer
 
     with LLMServer(lm, api_key=KEY, max_concurrent=8) as running:
         yield running
@@ -281,7 +281,7 @@ def test_a_malformed_answer_is_asked_again_then_recorded_as_a_failure(server, lm
 
 @needs_model
 def test_429_from_a_busy_server_is_retried_after_retry_after(lm):
-    from training.llm_server import LLMServer
+    from training.teachers.server import LLMServer
 
     with LLMServer(lm, api_key=KEY, max_concurrent=1) as busy:
         busy_teacher = teacher(busy, lm, endpoint="chat", max_retries=20)

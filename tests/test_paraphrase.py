@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from service.taxonomy import load_taxonomy
-from training.paraphrase import (EXAMPLE_OUT, INSTRUCTION, ParaphraseSource, Paraphraser, candidate_seed, clean,
+from training.corpus.paraphrase import (EXAMPLE_OUT, INSTRUCTION, ParaphraseSource, Paraphraser, candidate_seed, clean,
                                  line_key)
 from training.teachers.base import TeacherQuery
 from training.teachers.prompt import DEFAULT_EXAMPLES, LabelPrompt
@@ -145,7 +145,7 @@ def test_the_build_adds_only_validated_paraphrases_and_never_a_held_out_template
     """pipeline.paraphrase: the build's LLM teacher writes (its `lm`) and checks the rewrites; keys
     reserved for evaluation are refused; a teacher that cannot chat is refused with a reason."""
     from training import pipeline
-    from training.corpus import Template
+    from training.corpus.readers import Template
     from training.teachers.recorded import RecordedTeacher
 
     lines = ["Failed to pull image \"registry.local/api:1.4\": manifest unknown", SOURCE_LINE]

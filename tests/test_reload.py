@@ -86,7 +86,7 @@ def test_a_published_model_is_loaded_once_and_a_bad_one_is_rejected(versions):
 
 
 def test_a_directory_renamed_over_the_old_one_is_picked_up(tiny_model, tmp_path):
-    """training/export.py's way of publishing: build beside, then rename over."""
+    """training/distill/export.py's way of publishing: build beside, then rename over."""
     model_dir, _ = tiny_model
     live = build_version(model_dir, tmp_path / "model", "v1")
     reloader = ModelReloader(live, load, interval_s=1)

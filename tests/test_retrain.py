@@ -1,4 +1,4 @@
-"""The retraining loop (training/retrain.py, `logdistill retrain`), end to end with real parts: the
+"""The retraining loop (training/loop/retrain.py, `logdistill retrain`), end to end with real parts: the
 real pipeline on a small corpus (three Loghub systems, a tiny student, the recorded teacher), a real
 Kafka broker (tansu) for the snapshot, the Kubernetes API double for pod logs, and serve's own
 hot-reload watcher on <root>/current.
@@ -33,7 +33,7 @@ from service.masking import template_key
 from service.parsing import parse_line
 from service.reload import ModelReloader
 from training.pipeline import HELDOUT_FILE, SHARED_DATA, BuildConfig
-from training.retrain import Gate, ModelRoot, RetrainError, Sources, append_to_corpus, decide, retrain
+from training.loop.retrain import Gate, ModelRoot, RetrainError, Sources, append_to_corpus, decide, retrain
 
 SYSTEMS = ("HDFS", "Apache", "Linux")
 TINY = dict(teacher="recorded", use_seed_corpus=False, student={"dim": 32, "layers": 1, "heads": 2, "max_length": 48},
@@ -64,7 +64,7 @@ def small_loghub(tmp: Path) -> Path:
 
 
 def run_cli(argv: list[str]) -> tuple[int, dict]:
-    from training.retrain_cli import register
+    from training.loop.retrain_cli import register
 
     parser = argparse.ArgumentParser(prog="logdistill")
     register(parser.add_subparsers())
@@ -265,7 +265,7 @@ def test_pruning_keeps_the_newest_the_served_and_the_previous_version(tmp_path):
 
 
 def test_the_corpus_keeps_one_line_per_template_it_lacks(tmp_path):
-    from training.corpus import LogRecord
+    from training.corpus.readers import LogRecord
 
     root = ModelRoot(tmp_path)
     root.corpus.mkdir()
@@ -279,7 +279,7 @@ def test_the_corpus_keeps_one_line_per_template_it_lacks(tmp_path):
 
 
 def test_an_unreachable_kafka_is_an_error_before_any_build(tmp_path, capsys):
-    from training.retrain_cli import register
+    from training.loop.retrain_cli import register
 
     parser = argparse.ArgumentParser(prog="logdistill")
     register(parser.add_subparsers())
@@ -293,7 +293,7 @@ def test_an_unreachable_kafka_is_an_error_before_any_build(tmp_path, capsys):
 
 def test_the_stable_split_keeps_old_held_out_groups_and_places_new_ones_by_name():
     from service.taxonomy import load_taxonomy
-    from training.corpus import Template
+    from training.corpus.readers import Template
     from training.pipeline import split_stable
     from training.teachers.recorded import RecordedTeacher
 

@@ -1,4 +1,4 @@
-"""`logdistill teach` (training/teach_worker.py): escalations in, teacher answers out, through a real
+"""`logdistill teach` (training/loop/teach_worker.py): escalations in, teacher answers out, through a real
 broker; the label store spares repeated templates; the whole cascade loop closes through serve."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from service.metrics import ServeMetrics
 from service.parsing import parse_line
 from service.records import dead_letter_reason, template_id
 from service.taxonomy import load_taxonomy
-from training.teach_worker import BAD_ESCALATION, TEACHER_FAILED, TeachWorker, parse_escalation
+from training.loop.teach_worker import BAD_ESCALATION, TEACHER_FAILED, TeachWorker, parse_escalation
 from training.teachers.base import TeacherQuery
 
 LINES = ["dial tcp 10.0.0.7:5432: connect: connection refused",

@@ -15,10 +15,10 @@ from service.masking import template_key
 from service.parsing import parse_line
 from service.taxonomy import load_taxonomy
 from training import pipeline
-from training.augment import augment_line, resample_variables, rewrap
-from training.corpus import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_structured, read_text_file
-from training.evaluate import agreement, classification_report, group_bootstrap_accuracy, keyword_baseline, retention
-from training.label_store import label_templates
+from training.corpus.augment import augment_line, resample_variables, rewrap
+from training.corpus.readers import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_structured, read_text_file
+from training.evaluation.metrics import agreement, classification_report, group_bootstrap_accuracy, keyword_baseline, retention
+from training.teachers.label_store import label_templates
 from training.teachers.base import TeacherQuery
 from training.teachers.recorded import RecordedTeacher
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.classifier import Classification, Classifier
-from training import k8s_corpus
+from training.corpus import k8s_corpus
 from training.pipeline import SHARED_DATA
 
 

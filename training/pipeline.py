@@ -23,22 +23,22 @@ from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
 from service.taxonomy import Taxonomy, load_taxonomy
-from training import k8s_corpus
-from training.augment import augment_line
-from training.corpus import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_dir, read_text_file
-from training.distill import TrainConfig, predict_logits, train_student
-from training.evaluate import (agreement, classification_report, group_bootstrap_accuracy, keyword_baseline,
+from training.corpus import k8s_corpus
+from training.corpus.augment import augment_line
+from training.corpus.readers import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_dir, read_text_file
+from training.distill.loop import TrainConfig, predict_logits, train_student
+from training.evaluation.metrics import (agreement, classification_report, group_bootstrap_accuracy, keyword_baseline,
                                plot_confusion, retention)
-from training.export import write_artifact
-from training.label_store import label_templates
-from training.model_card import write_model_card
-from training.student import Student, StudentConfig
+from training.distill.export import write_artifact
+from training.teachers.label_store import label_templates
+from training.evaluation.model_card import write_model_card
+from training.distill.student import Student, StudentConfig
 from training.teachers.base import TeacherQuery
 from training.teachers.recorded import RecordedTeacher
 from training.teachers.registry import LLM_TEACHERS, build_llm_teacher
 from training.teachers.usage import UsageReport
-from training import pretrained
-from training.tokenizer import train_wordpiece, with_cls_sep
+from training.distill import pretrained
+from training.distill.tokenizer import train_wordpiece, with_cls_sep
 
 # ../shared/data beside the checkout; LOGDISTILL_SHARED_DATA for an installed package (the train image).
 SHARED_DATA = Path(os.environ.get("LOGDISTILL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -50,11 +50,11 @@ class BuildConfig:
     out_dir: str = "models/default"
     teacher: str = "recorded"                 # recorded | embedding | multi | local-lm | openai
     teacher_options: dict = field(default_factory=dict)  # local-lm / openai settings (teachers/registry.py)
-    # teacher="multi" (training/multi_teacher.py): these make_teacher names, combined per template.
+    # teacher="multi" (training/teachers/multi.py): these make_teacher names, combined per template.
     teachers: list[str] = field(default_factory=lambda: ["recorded", "embedding"])
     teacher_weights: list[float] | None = None  # one per member; None: equal weights
     combine: str = "mean"                     # mean | product (normalised weighted geometric mean)
-    # train={"hidden_beta": β > 0}: intermediate-layer KD from a MiniLM teacher-assistant (training/assistant.py);
+    # train={"hidden_beta": β > 0}: intermediate-layer KD from a MiniLM teacher-assistant (training/distill/assistant.py);
     # this dict overrides its AssistantConfig. Fine-tuned weights are cached next to the label store.
     assistant: dict = field(default_factory=dict)
     taxonomy: str | None = None               # default: the packaged taxonomy
@@ -66,7 +66,7 @@ class BuildConfig:
     label_store: str = "models/label_store.sqlite"
     test_fraction: float = 0.2
     augment_variants: int = 4
-    # LLM paraphrases (training/paraphrase.py), opt-in, LLM teachers only: {"n": per template,
+    # LLM paraphrases (training/corpus/paraphrase.py), opt-in, LLM teachers only: {"n": per template,
     # "threshold": min teacher probability of the source's label, "max_templates": how many to rewrite}.
     paraphrase: dict = field(default_factory=dict)
     max_train_templates: int | None = None     # for quick runs and tests
@@ -74,7 +74,7 @@ class BuildConfig:
     # curve's point, i.e. what fewer teacher-labelled sources would have given (bench/ceiling.py).
     train_fraction: float = 1.0
     max_test_templates: int | None = None      # score on a random sample of the held-out templates
-    # Retraining (training/retrain.py): a split that stays put from build to build. These groups are held
+    # Retraining (training/loop/retrain.py): a split that stays put from build to build. These groups are held
     # out, any other gold group by a seeded hash of its name (split_stable); heldout.json joins the artifact.
     held_out_groups: list[str] | None = None
     seed: int = 0
@@ -130,8 +130,7 @@ def build_model(cfg: BuildConfig) -> dict:
             model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
     hidden_targets = None
     if train_cfg.hidden_beta > 0:  # intermediate-layer KD: targets from the MiniLM teacher-assistant
-        from training import assistant
-
+        from training.distill import assistant
         hidden_targets, extra_metrics["assistant"] = assistant.hidden_targets(
             Path(cfg.label_store).parent / "assistant_cache", tokenizer, train_texts, np.stack(train_probs),
             n_original, student_cfg.layers, train_cfg.hidden_layers,
@@ -352,7 +351,7 @@ def make_teacher(cfg: BuildConfig, taxonomy: Taxonomy, gold_teacher: RecordedTea
     if cfg.teacher == "multi":  # each member built by this function, labelled through the store under its own id
         from dataclasses import replace
 
-        from training.multi_teacher import MultiTeacher
+        from training.teachers.multi import MultiTeacher
 
         if "multi" in cfg.teachers or len(set(cfg.teachers)) != len(cfg.teachers):
             raise ValueError(f"teachers={cfg.teachers}: members must be distinct, and not 'multi' itself")
@@ -391,7 +390,7 @@ def augment(templates: list[Template], soft: dict[str, np.ndarray], seen: set[st
 def paraphrase(cfg: BuildConfig, teacher, templates: list[Template], soft: dict[str, np.ndarray],
                exclude: set[str]) -> tuple[list[str], list[np.ndarray], dict]:
     """Teacher paraphrases of (up to max_templates of) the training templates, validated by the teacher."""
-    from training.paraphrase import Paraphraser, sources_from_templates
+    from training.corpus.paraphrase import Paraphraser, sources_from_templates
 
     chat_model = getattr(teacher, "lm", None) or (teacher if hasattr(teacher, "chat") else None)
     if chat_model is None:
@@ -465,7 +464,7 @@ class HeldOut:
                 "lines": group_bootstrap_accuracy(correct, self.groups, weights=self.counts)}
 
     def write(self, path: Path, test_templates: list[Template]) -> Path:
-        """The held-out set as JSON (training/retrain.py scores the served model on it), with every
+        """The held-out set as JSON (training/loop/retrain.py scores the served model on it), with every
         held-out group, scored or not (no gold, no label), so the next build holds them out too."""
         path.write_text(json.dumps({
             "held_out_groups": sorted({t.group for t in test_templates}), "labels": list(self.labels),

@@ -24,7 +24,7 @@ fails with a reason ("rate_limited", "server_error", "timeout", "connection", ..
 key, a missing model or endpoint stop the run with a TeacherError instead, since every other
 query would fail the same way. `timeout_s` is per HTTP request and includes the time a request
 waits in the server's queue: a server that runs one request at a time (llama.cpp with one slot,
-training/llm_server.py) needs timeout_s > concurrency x the time of one answer.
+training/teachers/server.py) needs timeout_s > concurrency x the time of one answer.
 
 Requests run on `concurrency` threads; an optional token bucket (`requests_per_second`) sits in
 front of every HTTP request, retries included. `report()` says what a run cost.

@@ -24,7 +24,7 @@ import json
 import numpy as np
 
 from service.label_store import LabelStore
-from training.label_store import label_templates
+from training.teachers.label_store import label_templates
 from training.teachers.base import PROB_FLOOR, Teacher, TeacherQuery
 
 COMBINE_RULES = ("mean", "product")

@@ -28,7 +28,7 @@ def register(commands) -> None:
 def run_teach(args) -> int:
     from service.config import load_config
     from service.taxonomy import load_taxonomy
-    from training.teach_worker import TeachWorker
+    from training.loop.teach_worker import TeachWorker
     from training.teachers.registry import build_llm_teacher, llm_teacher_options
 
     config = load_config(args, require_model=False)

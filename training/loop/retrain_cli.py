@@ -59,8 +59,8 @@ def register(commands) -> None:
 
 def sources(args):
     from service.config import load_config
-    from training.k8s_logs import LogQuery
-    from training.retrain import Sources
+    from training.corpus.k8s_logs import LogQuery
+    from training.loop.retrain import Sources
 
     topics = [t.strip() for t in args.kafka_topics.split(",") if t.strip()]
     found = Sources(files=args.files, kafka_topics=topics, kafka_timeout_s=args.kafka_timeout_s,
@@ -83,7 +83,7 @@ def run_retrain(args) -> int:
 
     from service.config import ConfigError
     from training.build_options import build_config
-    from training.retrain import Gate, RetrainError, retrain
+    from training.loop.retrain import Gate, RetrainError, retrain
 
     torch.set_num_threads(args.threads)
     try:

@@ -7,7 +7,7 @@ T² keeps the soft term's gradient scale independent of T (Hinton et al., 2015).
 label is the teacher's top class (we have no other truth at training time).
 
 Optionally (hidden_beta > 0) an intermediate-layer term pulls the student's block outputs towards
-a teacher-assistant's layers (training/assistant.py):
+a teacher-assistant's layers (training/distill/assistant.py):
 
     loss += β · mean over mapped layers of d(proj_i(pool(student block i)), TA layer j)
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from training.student import Student
+from training.distill.student import Student
 from training.teachers.base import apply_temperature
 
 

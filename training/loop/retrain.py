@@ -48,8 +48,8 @@ from service.masking import template_key
 from service.parsing import parse_line
 from service.records import template_id
 from service.taxonomy import load_taxonomy
-from training.corpus import LogRecord, read_jsonl, read_text_file
-from training.evaluate import agreement, classification_report, group_bootstrap_accuracy
+from training.corpus.readers import LogRecord, read_jsonl, read_text_file
+from training.evaluation.metrics import agreement, classification_report, group_bootstrap_accuracy
 from training.pipeline import HELDOUT_FILE, BuildConfig, build_model, collect_records
 
 GATE_METRICS = ("accuracy", "macro_f1")
@@ -181,7 +181,7 @@ def collect(sources: Sources, labels: tuple[str, ...], log) -> tuple[list[LogRec
         stats["files"][str(path)] = len(found)
         records += found
     if sources.kafka_topics:
-        from training.kafka_snapshot import read_snapshot
+        from training.corpus.kafka_snapshot import read_snapshot
 
         snapshot = read_snapshot(sources.kafka, sources.kafka_topics, labels, sources.kafka_timeout_s)
         stats["kafka"] = snapshot.stats.to_dict()
@@ -189,7 +189,7 @@ def collect(sources: Sources, labels: tuple[str, ...], log) -> tuple[list[LogRec
         records += snapshot.records
         log(f"kafka snapshot of {', '.join(sources.kafka_topics)}: {stats['kafka']}")
     if sources.k8s is not None:
-        from training.k8s_logs import api_client, collect_pod_logs
+        from training.corpus.k8s_logs import api_client, collect_pod_logs
 
         pods = collect_pod_logs(api_client(sources.k8s_kubeconfig), sources.k8s)
         stats["kubernetes"] = pods.summary()

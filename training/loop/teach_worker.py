@@ -39,7 +39,7 @@ from service.masking import template_key
 from service.parsing import parse_line
 from service.records import dead_letter, template_id
 from service.serve import Backoff, next_offsets
-from training.label_store import label_templates
+from training.teachers.label_store import label_templates
 from training.teachers.base import Teacher, TeacherQuery
 
 log = logging.getLogger("logdistill.teach")

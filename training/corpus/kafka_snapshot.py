@@ -35,7 +35,7 @@ from service.kafka_io import common_options
 from service.masking import template_key
 from service.parsing import parse_line
 from service.records import unwrap
-from training.corpus import LogRecord
+from training.corpus.readers import LogRecord
 
 DEFAULT_TIMEOUT_S = 300.0
 POLL_TIMEOUT_MS = 500

@@ -56,7 +56,7 @@ def _default_path():
     except (TypeError, NotADirectoryError, ModuleNotFoundError):
         # training/ without an __init__.py is a namespace package, which importlib.resources
         # cannot resolve under the editable install: fall back to the file beside this module.
-        return Path(__file__).resolve().parent / "data" / "k8s_templates.yaml"
+        return Path(__file__).resolve().parents[1] / "data" / "k8s_templates.yaml"
 
 
 def load_seed_templates(path: str | Path | None = None) -> tuple[list[SeedTemplate], dict[str, list[str]]]:

@@ -29,7 +29,7 @@ def register(commands) -> None:
 
 def run_teacher_server(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from training.llm_server import LLMServer
+    from training.teachers.server import LLMServer
     from training.teachers.local_lm import PROMPT_CACHE_ENTRIES, LocalCausalLM
 
     prompt_cache = PROMPT_CACHE_ENTRIES if args.prompt_cache is None else args.prompt_cache

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from service.artifact import write_checksums, write_training_templates
 from service.records import template_id
 from service.taxonomy import Taxonomy
-from training.student import Student
+from training.distill.student import Student
 
 ONNX_OPSET = 18
 

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from service.masking import template_key
 from service.parsing import parse_line
-from training.corpus import LogRecord
+from training.corpus.readers import LogRecord
 
 REQUEST_TIMEOUT_S = 60
 # What the API server puts before each line with timestamps=true: RFC 3339 with nanoseconds.

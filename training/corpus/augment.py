@@ -17,7 +17,7 @@ import uuid
 
 from service.masking import HTTP_STATUS_RE, MASK_RULES
 from service.parsing import normalise_level, parse_line
-from training.k8s_corpus import wrap
+from training.corpus.k8s_corpus import wrap
 
 STAND_IN_RE = re.compile("<\x00([A-J]+)>")
 WORDS = ("alpha", "beta", "gamma", "delta", "orders", "payments", "cart", "auth", "search", "billing")

@@ -78,7 +78,7 @@ class ParaphraseReport:
 
 
 def sources_from_templates(templates, soft: dict[str, np.ndarray]) -> list[ParaphraseSource]:
-    """Labelled corpus templates (training.corpus.Template) as paraphrase sources. Like rule-based
+    """Labelled corpus templates (training.corpus.readers.Template) as paraphrase sources. Like rule-based
     augmentation, a Loghub line is rewritten without its vendor header (meta "content")."""
     return [ParaphraseSource(t.key, t.meta.get("content") or t.examples[0], soft[t.key])
             for t in templates if t.key in soft]

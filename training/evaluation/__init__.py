@@ -1,0 +1,1 @@
+"""Evaluate: held-out splits and their scores, metrics, the model card."""

@@ -1,0 +1,1 @@
+"""The online loop: answer escalations with a teacher (teach), retrain and promote (retrain)."""
