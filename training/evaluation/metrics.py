@@ -115,3 +115,42 @@ def plot_confusion(matrix: np.ndarray, labels: tuple[str, ...], path: str | Path
 def _as_indices(pred: np.ndarray) -> np.ndarray:
     pred = np.asarray(pred)
     return pred.argmax(axis=1) if pred.ndim == 2 else pred
+
+
+# ---- confidence and soft labels ------------------------------------------------------------
+
+def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> float:
+    """ECE: Σ_bins (share of rows in the bin) · |accuracy − mean confidence|, equal-width confidence bins."""
+    probs = np.asarray(probs, dtype=float)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(gold)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(total)
+
+
+def accuracy_at_coverage(probs: np.ndarray, gold: np.ndarray, coverages=(0.5, 0.8, 0.9, 1.0)) -> dict:
+    """Accuracy on the most confident `coverage` share of rows: what is kept if the rest is escalated."""
+    probs = np.asarray(probs, dtype=float)
+    order = np.argsort(-probs.max(axis=1), kind="stable")
+    correct = (probs.argmax(axis=1) == np.asarray(gold))[order]
+    return {f"{c:g}": float(correct[: max(1, int(round(c * len(correct))))].mean()) if len(correct) else 0.0
+            for c in coverages}
+
+
+def soft_agreement(student_probs: np.ndarray, teacher_probs: np.ndarray, threshold: float = 0.3) -> float:
+    """Share of rows whose student top label holds ≥ threshold of the teacher's probability mass: right
+    where the teacher itself was torn between two labels (its recorded runs disagree on such rows)."""
+    top = np.asarray(student_probs).argmax(axis=1)
+    mass = np.asarray(teacher_probs)[np.arange(len(top)), top]
+    return float((mass >= threshold).mean()) if len(top) else 0.0
+
+
+def teacher_cross_entropy(student_probs: np.ndarray, teacher_probs: np.ndarray) -> float:
+    """Mean cross-entropy H(teacher, student) in nats: how well the student reproduces the soft label."""
+    student = np.clip(np.asarray(student_probs, dtype=float), 1e-12, 1.0)
+    return float(-(np.asarray(teacher_probs, dtype=float) * np.log(student)).sum(axis=1).mean())
