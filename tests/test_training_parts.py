@@ -12,10 +12,11 @@ import pytest
 
 from service.label_store import LabelStore
 from service.masking import template_key
-from service.parsing import parse_line
+from service.parsing import LEVEL_ALIASES, parse_line
 from service.taxonomy import load_taxonomy
 from training import pipeline
 from training.corpus.augment import augment_line, resample_variables, rewrap
+from training.corpus.k8s_corpus import ENVELOPES, wrap
 from training.corpus.readers import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_structured, read_text_file
 from training.evaluation.metrics import agreement, classification_report, group_bootstrap_accuracy, keyword_baseline, retention
 from training.teachers.label_store import label_templates
@@ -340,6 +341,22 @@ def test_augment_line_variants():
     assert parse_line(variants[0]).format == "plain" and variants[0] != line  # resampled only
     assert all(parse_line(v).message.startswith("connection refused to ") for v in variants)
     assert all(key_of(parse_line(v).message) == key_of(line) for v in variants)
+
+
+@pytest.mark.parametrize("level", sorted(set(LEVEL_ALIASES.values())) + [None])
+def test_augmentation_handles_every_level_the_parser_knows(level):
+    """A corpus line at any parsed level (debug and trace included) augments and re-wraps in every envelope."""
+    rng = random.Random(5)
+    spellings = [alias for alias, normal in LEVEL_ALIASES.items() if normal == level] or [None]
+    for spelling in spellings:
+        line = json.dumps({"level": spelling, "msg": "cache refreshed for 12 keys"}) if spelling else "cache refreshed"
+        for variant in augment_line(line, rng, level_hint=spelling, n_variants=6):
+            assert parse_line(variant).message.startswith("cache refreshed")
+        for envelope in ENVELOPES:
+            parsed = parse_line(wrap("cache refreshed", level, rng, envelope=envelope))
+            assert parsed.message == "cache refreshed"
+            if envelope == "json":
+                assert parsed.level == level
 
 
 # ---- split ---------------------------------------------------------------------------------

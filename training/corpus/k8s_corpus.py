@@ -33,12 +33,14 @@ PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]\w*)(?::(\d+))?\}")
 LEVELS = (None, "info", "warning", "error", "fatal")
 ENVELOPES = ("plain", "cri", "json", "klog", "docker")
 
-KLOG_SEVERITY = {None: "I", "info": "I", "warning": "W", "error": "E", "fatal": "F"}
+# Every level the parser normalises to (service.parsing.LEVEL_ALIASES) has a spelling here: augmentation
+# re-wraps whatever a corpus line was logged at. klog has no debug severity: its V-levels print "I".
+KLOG_SEVERITY = {None: "I", "debug": "I", "info": "I", "warning": "W", "error": "E", "fatal": "F"}
 KLOG_FILES = ("kubelet.go", "pod_workers.go", "prober.go", "reflector.go", "controller.go", "server.go",
               "schedule_one.go", "event.go", "leaderelection.go", "kuberuntime_manager.go")
 # Spellings real JSON loggers use (zap, logrus, structlog, GCP); all normalise to the level.
-JSON_LEVEL_SPELLINGS = {"info": ("info", "INFO"), "warning": ("warn", "warning", "WARNING"),
-                        "error": ("error", "ERROR"), "fatal": ("fatal", "FATAL", "CRITICAL")}
+JSON_LEVEL_SPELLINGS = {"debug": ("debug", "DEBUG", "trace"), "info": ("info", "INFO"),
+                        "warning": ("warn", "warning", "WARNING"), "error": ("error", "ERROR"), "fatal": ("fatal", "FATAL", "CRITICAL")}
 _EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
