@@ -36,7 +36,7 @@ from training.pipeline import HELDOUT_FILE, SHARED_DATA, BuildConfig
 from training.loop.retrain import Gate, ModelRoot, RetrainError, Sources, append_to_corpus, decide, retrain
 
 SYSTEMS = ("HDFS", "Apache", "Linux")
-TINY = dict(teacher="recorded", use_seed_corpus=False, student={"dim": 32, "layers": 1, "heads": 2, "max_length": 48},
+TINY = dict(teacher="recorded", use_seed_corpus=False, k8s_labels=None, student={"dim": 32, "layers": 1, "heads": 2, "max_length": 48},
             train={"epochs": 5}, augment_variants=1, progress=False)
 
 FIRST_FILE_LINES = ["TLS handshake timeout contacting registry-1.docker.io",
@@ -121,7 +121,7 @@ def runs(tmp_path_factory, kafka):
         with pytest.MonkeyPatch.context() as env:
             env.setenv("LOGDISTILL_BOOTSTRAP_SERVERS", kafka.bootstrap)  # as serve reads it
             seen["second_code"], seen["second_outcome"] = run_cli([
-                "--root", str(root), "--teacher", "recorded", "--loghub-dir", str(loghub), "--no-seed-corpus",
+                "--root", str(root), "--teacher", "recorded", "--loghub-dir", str(loghub), "--no-seed-corpus", "--no-k8s-labels",
                 "--dim", "32", "--layers", "1", "--heads", "2", "--epochs", "5", "--augment-variants", "1",
                 "--threads", "1", "--quiet", "--gate-max-drop", "1.0",
                 "--kafka-topics", f"{logs},{escalate},{feedback}", "--kafka-timeout-s", "60",

@@ -12,7 +12,7 @@ TEACHERS = ("recorded", "embedding", "multi", *LLM_TEACHERS)
 # flag → where it goes: a BuildConfig field, or a key of BuildConfig.train / BuildConfig.student
 TRAIN_FLAGS = ("epochs", "lam", "temperature", "hidden_beta")
 STUDENT_FLAGS = ("dim", "layers", "heads")
-CONFIG_FLAGS = ("loghub_dir", "recorded_labels", "tokenizer", "augment_variants", "test_fraction",
+CONFIG_FLAGS = ("loghub_dir", "recorded_labels", "k8s_labels", "eval_lines", "tokenizer", "augment_variants", "test_fraction",
                 "seed_lines_per_template", "combine", "train_fraction")
 
 
@@ -26,6 +26,14 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taxonomy", help="taxonomy YAML (default: the packaged one)")
     p.add_argument("--loghub-dir", help="Loghub-style dataset root (default: ../shared/data/loghub)")
     p.add_argument("--recorded-labels", help="recorded teacher labels CSV (default: ../shared/data/loghub_labels.csv)")
+    p.add_argument("--k8s-labels", help="recorded labels of cloud-native log templates, one line each: corpus and "
+                                        "labels (default: ../shared/data/k8s_labels.csv)")
+    p.add_argument("--no-k8s-labels", action="store_true", help="leave out the k8s_labels.csv corpus")
+    p.add_argument("--no-component-split", action="store_true",
+                   help="hold out no whole programs (by default a seeded set of components is scored separately)")
+    p.add_argument("--eval-lines", nargs="+", metavar="FILE",
+                   help="labelled real lines (CSV line,label or JSONL) scored into metrics.json, never trained on "
+                        "(default: ../shared/data/k8s_dev_lines.csv)")
     p.add_argument("--no-seed-corpus", action="store_true", help="leave out the hand-labelled Kubernetes templates")
     p.add_argument("--seed-lines-per-template", type=int, help="lines generated per seed template")
     p.add_argument("--tokenizer", choices=["corpus", "minilm"],
@@ -70,6 +78,10 @@ def build_config(args: argparse.Namespace, **fields):
     for name in CONFIG_FLAGS:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    if args.no_k8s_labels:
+        cfg.k8s_labels = None
+    if args.no_component_split:
+        cfg.component_split = {}
     if args.teachers:
         cfg.teachers = [name.strip() for name in args.teachers.split(",") if name.strip()]
     if args.teacher_weights:

@@ -25,10 +25,12 @@ from service.parsing import parse_line
 from service.taxonomy import Taxonomy, load_taxonomy
 from training.corpus import k8s_corpus
 from training.corpus.augment import augment_line
-from training.corpus.readers import LogRecord, Template, dedup_templates, read_jsonl, read_loghub_dir, read_text_file
+from training.corpus.readers import (K8S_LABELS_SYSTEM, LogRecord, Template, dedup_templates, read_jsonl,
+                                     read_k8s_labels, read_loghub_dir, read_text_file)
 from training.distill.loop import TrainConfig, predict_logits, train_student
-from training.evaluation.metrics import (agreement, classification_report, group_bootstrap_accuracy, keyword_baseline,
-                               plot_confusion, retention)
+from training.evaluation.held_out import HeldOut
+from training.evaluation.metrics import agreement, plot_confusion
+from training.evaluation.splits import component_split, gold_index, sample_groups, split_by_group, split_stable
 from training.distill.export import write_artifact
 from training.teachers.label_store import label_templates
 from training.evaluation.model_card import write_model_card
@@ -60,11 +62,20 @@ class BuildConfig:
     taxonomy: str | None = None               # default: the packaged taxonomy
     loghub_dir: str | None = str(SHARED_DATA / "loghub")
     recorded_labels: str = str(SHARED_DATA / "loghub_labels.csv")
+    # Recorded teacher labels of cloud-native log templates, one realistic line each: corpus and labels
+    # at once (training/corpus/readers.py read_k8s_labels; the recorded teacher answers them by row id).
+    k8s_labels: str | None = str(SHARED_DATA / "k8s_labels.csv")
     use_seed_corpus: bool = True              # hand-labelled Kubernetes templates (training/data)
     seed_lines_per_template: int = 12
     extra_files: list[str] = field(default_factory=list)  # .log/.txt (unlabelled) or .jsonl
     label_store: str = "models/label_store.sqlite"
     test_fraction: float = 0.2
+    # Whole programs held out (training/evaluation/splits.py component_split): software never seen.
+    component_split: dict = field(default_factory=lambda: {"fraction": 0.12, "min_per_label": 10,
+                                                           "max_component_share": 0.02})
+    # Real lines with hand-checked labels, scored through the runtime: evaluation only, never trained on.
+    eval_lines: list[str] = field(default_factory=lambda: [str(p) for p in [SHARED_DATA / "k8s_dev_lines.csv"]
+                                                           if p.exists()])
     augment_variants: int = 4
     # LLM paraphrases (training/corpus/paraphrase.py), opt-in, LLM teachers only: {"n": per template,
     # "threshold": min teacher probability of the source's label, "max_templates": how many to rewrite}.
@@ -94,15 +105,21 @@ class TrainingData:
     gold_teacher: RecordedTeacher
     teacher_id: str
     train_templates: list[Template]
-    test_templates: list[Template]
+    test_templates: list[Template]       # the template split: unseen templates of programs seen in training
+    component_templates: list[Template]  # the component split: every template of the held-out programs
+    components: list[str]                # the programs held out whole
     soft: dict[str, np.ndarray]        # teacher distribution per labelled template key (train + held-out)
     texts: list[str]                   # training inputs: the labelled train templates, then augmented keys
     probs: list[np.ndarray]            # the teacher distribution for each of `texts`
     n_templates: int                   # texts[:n_templates] are templates, the rest augmented
     metrics: dict                      # dedup, teacher labelling, training examples, teacher reports
 
-    def held_out(self) -> "HeldOut":
+    def held_out(self) -> HeldOut:
         return HeldOut.build(self.test_templates, self.gold_teacher, self.soft, self.taxonomy)
+
+    def component_held_out(self) -> HeldOut:
+        return HeldOut.build(self.component_templates, self.gold_teacher, self.soft, self.taxonomy,
+                             source_key="component")
 
 
 def build_model(cfg: BuildConfig) -> dict:
@@ -114,6 +131,7 @@ def build_model(cfg: BuildConfig) -> dict:
     taxonomy, train_texts, train_probs, n_original = data.taxonomy, data.texts, data.probs, data.n_templates
     extra_metrics = dict(data.metrics)  # dedup, teacher labelling, training examples, teacher reports
     evaluation = data.held_out()  # held-out keys and gold: scores the student, and the assistant if any
+    components = data.component_held_out()
 
     # 5. Tokenizer and student.
     tokenizer = make_tokenizer(cfg, train_texts)
@@ -146,10 +164,17 @@ def build_model(cfg: BuildConfig) -> dict:
     config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": data.teacher_id,
               "student": student_cfg.to_dict(), "train": train_cfg.to_dict(), "build": _build_settings(cfg),
               "n_parameters": model.n_parameters(), "loss_history": [round(x, 5) for x in history]}
-    with tempfile.TemporaryDirectory() as scratch:
-        draft = write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config)
-        runtime_probs = Classifier.from_dir(draft, cache_size=0).student.predict_proba(evaluation.keys)
-    metrics = evaluation.metrics(runtime_probs, fp32_logits)
+    with tempfile.TemporaryDirectory() as scratch:  # scored through the runtime: the int8 model users get
+        runtime = Classifier.from_dir(write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config),
+                                      cache_size=0)
+        metrics = evaluation.metrics(runtime.student.predict_proba(evaluation.keys), fp32_logits)
+        if components.keys:
+            metrics["component_split"] = {
+                "components": data.components,
+                **components.metrics(runtime.student.predict_proba(components.keys),
+                                     predict_logits(model, tokenizer, components.keys))}
+        if cfg.eval_lines:
+            metrics["real_lines"] = score_eval_lines(runtime, cfg.eval_lines)
     # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
     seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
     metrics["seen_templates"] = {"templates": n_original, "agreement_with_teacher":
@@ -158,14 +183,18 @@ def build_model(cfg: BuildConfig) -> dict:
 
     # 7. The final artifact, with metrics, confusion matrix and model card.
     with tempfile.TemporaryDirectory() as scratch:
-        confusion_png = Path(scratch) / "confusion.png"
-        plot_confusion(np.array(metrics["student"]["templates"]["confusion"]), taxonomy.labels, confusion_png,
-                       f"student vs gold, held-out templates ({version})")
-        card = Path(scratch) / "model_card.md"
-        write_model_card(card, config, metrics, taxonomy)
-        extra_files = {"confusion.png": confusion_png, "model_card.md": card}
+        extra_files = {}
+        for name, split, title in (("confusion.png", metrics, "held-out templates"),
+                                   ("confusion_components.png", metrics.get("component_split"), "held-out programs")):
+            if split:
+                extra_files[name] = Path(scratch) / name
+                plot_confusion(np.array(split["student"]["templates"]["confusion"]), taxonomy.labels,
+                               extra_files[name], f"student vs gold, {title} ({version})")
+        extra_files["model_card.md"] = Path(scratch) / "model_card.md"
+        write_model_card(extra_files["model_card.md"], config, metrics, taxonomy)
         if cfg.held_out_groups is not None:  # what a retrain scores the served model on (same keys, same gold)
-            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE, data.test_templates)
+            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE,
+                                                         data.test_templates + data.component_templates)
         out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
                              extra_files=extra_files,
                              train_templates=train_texts)
@@ -189,11 +218,16 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     log(f"corpus: {dedup['lines']} lines → {dedup['templates']} templates "
         f"(teacher calls saved by dedup: {dedup['teacher_call_saving']:.1%})")
 
-    # 2. Split by source template (group), stratified by gold label: test templates are unseen.
+    # 2. Split: whole programs out (component split), then source templates (group) out of the rest,
+    # stratified by gold label. Both held-out sets are unseen in training.
+    components = (component_split(templates, gold_teacher, seed=cfg.seed, **cfg.component_split)
+                  if cfg.component_split else [])
+    component_templates = [t for t in templates if t.meta.get("component") in set(components)]
+    rest = [t for t in templates if t.meta.get("component") not in set(components)]
     if cfg.held_out_groups is None:
-        train_templates, test_templates = split_by_group(templates, gold_teacher, cfg.test_fraction, cfg.seed)
+        train_templates, test_templates = split_by_group(rest, gold_teacher, cfg.test_fraction, cfg.seed)
     else:
-        train_templates, test_templates = split_stable(templates, gold_teacher, cfg.held_out_groups,
+        train_templates, test_templates = split_stable(rest, gold_teacher, cfg.held_out_groups,
                                                        cfg.test_fraction, cfg.seed)
     if cfg.train_fraction < 1.0:  # a learning curve's point: fewer labelled sources, the same held-out set
         train_templates = sample_groups(train_templates, cfg.train_fraction, cfg.seed)
@@ -203,13 +237,15 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     if cfg.max_test_templates:  # a slow teacher (a local LLM on CPU) labels a sample of the held-out set
         test_templates = random.Random(cfg.seed).sample(test_templates, min(cfg.max_test_templates,
                                                                             len(test_templates)))
-    log(f"split: {len(train_templates)} train / {len(test_templates)} held-out templates")
+    log(f"split: {len(train_templates)} train / {len(test_templates)} held-out templates / "
+        f"{len(component_templates)} templates of {len(components)} held-out components")
+    held_out_templates = test_templates + component_templates
 
     # 3. Teacher soft labels (through the label store: each template is paid for once).
     teacher = make_teacher(cfg, taxonomy, gold_teacher)
     store = LabelStore(cfg.label_store)
     t0 = time.time()
-    soft, label_stats = label_templates(teacher, store, queries(train_templates + test_templates),
+    soft, label_stats = label_templates(teacher, store, queries(train_templates + held_out_templates),
                                         taxonomy.labels, progress=cfg.progress)
     teacher_seconds = time.time() - t0
     log(f"teacher {teacher.teacher_id}: {asdict(label_stats)} in {teacher_seconds:.1f}s")
@@ -217,7 +253,7 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     if isinstance(getattr(teacher, "usage", None), UsageReport):  # an endpoint: requests, tokens, cost
         extra_metrics["teacher_usage"] = teacher.report()
     if cfg.teacher == "multi":  # per-member agreement, with the combination and with gold
-        labelled = train_templates + test_templates
+        labelled = train_templates + held_out_templates
         gold = {t.key: g for t in labelled if (g := gold_index(t, gold_teacher, taxonomy)) is not None}
         extra_metrics["teachers"] = teacher.report(queries(labelled), soft, gold)
 
@@ -228,13 +264,13 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
             train_texts.append(t.key)
             train_probs.append(soft[t.key])
     n_original = len(train_texts)
-    aug_texts, aug_probs = augment(train_templates, soft, set(train_texts) | {t.key for t in test_templates},
+    aug_texts, aug_probs = augment(train_templates, soft, set(train_texts) | {t.key for t in held_out_templates},
                                    cfg.augment_variants, cfg.seed)
     train_texts += aug_texts
     train_probs += aug_probs
     if cfg.paraphrase.get("n"):  # the LLM teacher rewrites templates; only validated rewrites are kept
         para_texts, para_probs, extra_metrics["paraphrase"] = paraphrase(
-            cfg, teacher, train_templates, soft, exclude={t.key for t in test_templates} | set(train_texts))
+            cfg, teacher, train_templates, soft, exclude={t.key for t in held_out_templates} | set(train_texts))
         train_texts += para_texts
         train_probs += para_probs
         aug_texts += para_texts
@@ -245,7 +281,8 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
                                      "source_groups": len({t.group for t in train_templates if t.key in soft})},
                **extra_metrics}
     return TrainingData(taxonomy=taxonomy, gold_teacher=gold_teacher, teacher_id=teacher.teacher_id,
-                        train_templates=train_templates, test_templates=test_templates, soft=soft,
+                        train_templates=train_templates, test_templates=test_templates,
+                        component_templates=component_templates, components=components, soft=soft,
                         texts=train_texts, probs=train_probs, n_templates=n_original, metrics=metrics)
 
 
@@ -255,6 +292,8 @@ def collect_records(cfg: BuildConfig) -> list[LogRecord]:
     records: list[LogRecord] = []
     if cfg.loghub_dir:
         records += read_loghub_dir(cfg.loghub_dir)
+    if cfg.k8s_labels:
+        records += read_k8s_labels(cfg.k8s_labels)
     if cfg.use_seed_corpus:
         seed_templates, slots = k8s_corpus.load_seed_templates()
         for raw, template_id, label in k8s_corpus.generate_lines(seed_templates, slots,
@@ -267,77 +306,25 @@ def collect_records(cfg: BuildConfig) -> list[LogRecord]:
 
 
 def make_gold_table(cfg: BuildConfig, taxonomy: Taxonomy) -> RecordedTeacher:
-    """Recorded LLM labels for Loghub (silver) + hand labels for the seed corpus (gold), one table."""
+    """Recorded LLM labels for Loghub and k8s_labels.csv (silver) + hand labels for the seed corpus (gold),
+    one table keyed by (system, id)."""
+    import csv
+
     rows = []
     if cfg.recorded_labels and Path(cfg.recorded_labels).exists():
-        import csv
-
         with open(cfg.recorded_labels, newline="", encoding="utf-8") as f:
             rows += list(csv.DictReader(f))
+    if cfg.k8s_labels:
+        with open(cfg.k8s_labels, newline="", encoding="utf-8") as f:
+            rows += [{"system": K8S_LABELS_SYSTEM, "event_id": row["id"], "label": row["label"], "probs": row["probs"]}
+                     for row in csv.DictReader(f)]
     if cfg.use_seed_corpus:
         seed_templates, _ = k8s_corpus.load_seed_templates()
         rows += [{"system": "k8s", "event_id": t.template_id, "label": t.label, "probs": ""} for t in seed_templates]
     return RecordedTeacher(taxonomy, rows)
 
 
-def gold_index(template: Template, gold_teacher: RecordedTeacher, taxonomy: Taxonomy) -> int | None:
-    if "gold" in template.meta:
-        return taxonomy.index(template.meta["gold"])
-    recorded = gold_teacher.distributions([TeacherQuery(template.key, "", template.meta)])[0]
-    return None if recorded is None else int(np.argmax(recorded))
-
-
 # ---- 2. split ----------------------------------------------------------------------------
-
-def split_by_group(templates: list[Template], gold_teacher: RecordedTeacher, test_fraction: float,
-                   seed: int) -> tuple[list[Template], list[Template]]:
-    """Hold out whole source templates, stratified by gold label; labels with one group stay in train."""
-    taxonomy = gold_teacher.taxonomy
-    group_label: dict[str, int | None] = {}
-    for t in templates:
-        group_label.setdefault(t.group, gold_index(t, gold_teacher, taxonomy))
-    by_label: dict[int | None, list[str]] = {}
-    for group, label in sorted(group_label.items(), key=lambda kv: kv[0]):
-        by_label.setdefault(label, []).append(group)
-    rng = random.Random(seed)
-    test_groups = set()
-    for label, groups in sorted(by_label.items(), key=lambda kv: str(kv[0])):
-        if label is None or len(groups) < 2:
-            continue  # no gold to score it with, or too rare to hold out
-        rng.shuffle(groups)
-        test_groups.update(groups[: max(1, round(test_fraction * len(groups)))])
-    train = [t for t in templates if t.group not in test_groups]
-    test = [t for t in templates if t.group in test_groups]
-    return train, test
-
-
-def split_stable(templates: list[Template], gold_teacher: RecordedTeacher, held_out_groups: list[str],
-                 test_fraction: float, seed: int) -> tuple[list[Template], list[Template]]:
-    """A split that new data never reshuffles: the given groups stay held out, and any other gold
-    group is held out iff a seeded hash of its name falls under test_fraction. So a group's side
-    never changes between retrains, and a new model is never scored on what an older one trained on."""
-    taxonomy = gold_teacher.taxonomy
-    kept = set(held_out_groups)
-    test_groups = set()
-    for t in templates:
-        if t.group not in test_groups and (t.group in kept or (
-                _group_hash(t.group, seed) < test_fraction and gold_index(t, gold_teacher, taxonomy) is not None)):
-            test_groups.add(t.group)
-    return ([t for t in templates if t.group not in test_groups], [t for t in templates if t.group in test_groups])
-
-
-def sample_groups(templates: list[Template], fraction: float, seed: int) -> list[Template]:
-    """The templates of a seeded `fraction` of the source groups (at least one group)."""
-    groups = sorted({t.group for t in templates})
-    random.Random(seed).shuffle(groups)
-    kept = set(groups[: max(1, round(fraction * len(groups)))])
-    return [t for t in templates if t.group in kept]
-
-
-def _group_hash(group: str, seed: int) -> float:
-    """Uniform in [0, 1), a pure function of (seed, group)."""
-    return int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:12], 16) / 16 ** 12
-
 
 # ---- 3. teacher --------------------------------------------------------------------------
 
@@ -418,81 +405,29 @@ def make_tokenizer(cfg: BuildConfig, train_texts: list[str]):
 
 # ---- 6. evaluation -----------------------------------------------------------------------
 
-@dataclass
-class HeldOut:
-    keys: list[str]
-    gold: np.ndarray           # label index per key
-    counts: np.ndarray         # lines per key (for line-weighted scores)
-    teacher: np.ndarray        # the teacher's distribution per key
-    groups: list[str]          # source template per key, "<corpus>:<id>": its keys succeed or fail together
-    labels: tuple[str, ...]
+def score_eval_lines(classifier: Classifier, paths: list[str]) -> dict:
+    """Labelled real lines (CSV/JSONL, `logdistill evaluate`'s input) scored through the runtime."""
+    from training.evaluation.labelled_lines import evaluate_lines, read_labelled
 
-    @classmethod
-    def build(cls, templates: list[Template], gold_teacher: RecordedTeacher, soft: dict[str, np.ndarray],
-              taxonomy: Taxonomy) -> "HeldOut":
-        rows = [(t, gold_index(t, gold_teacher, taxonomy)) for t in templates]
-        rows = [(t, g) for t, g in rows if g is not None and t.key in soft]
-        return cls(keys=[t.key for t, _ in rows], gold=np.array([g for _, g in rows], dtype=int),
-                   counts=np.array([t.count for t, _ in rows], dtype=float),
-                   teacher=np.stack([soft[t.key] for t, _ in rows]),
-                   groups=[t.group for t, _ in rows], labels=taxonomy.labels)
-
-    def scores(self, pred: np.ndarray) -> dict:
-        return {"templates": classification_report(self.gold, pred, self.labels),
-                "lines": classification_report(self.gold, pred, self.labels, weights=self.counts)}
-
-    def metrics(self, student_probs: np.ndarray, fp32_logits: np.ndarray) -> dict:
-        student = self.scores(student_probs)
-        teacher = self.scores(self.teacher)
-        return {
-            "held_out": {"templates": len(self.keys), "lines": int(self.counts.sum())},
-            "student": student,
-            "teacher": teacher,
-            "keyword_baseline": self.scores(keyword_baseline(self.keys, self.labels)),
-            "retention": {unit: retention(student[unit], teacher[unit]) for unit in ("templates", "lines")},
-            "agreement_with_teacher": {"templates": agreement(student_probs, self.teacher),
-                                       "lines": agreement(student_probs, self.teacher, self.counts)},
-            "int8_vs_fp32_agreement": agreement(student_probs, fp32_logits),
-            "student_accuracy_by_source": self.accuracy_by_source(student_probs),
-            "student_accuracy_ci": self.accuracy_ci(student_probs),
-        }
-
-    def accuracy_ci(self, pred: np.ndarray) -> dict:
-        """95% intervals from resampling source groups: how much the held-out figure could move."""
-        correct = np.asarray(pred).argmax(axis=1) == self.gold
-        return {"templates": group_bootstrap_accuracy(correct, self.groups),
-                "lines": group_bootstrap_accuracy(correct, self.groups, weights=self.counts)}
-
-    def write(self, path: Path, test_templates: list[Template]) -> Path:
-        """The held-out set as JSON (training/loop/retrain.py scores the served model on it), with every
-        held-out group, scored or not (no gold, no label), so the next build holds them out too."""
-        path.write_text(json.dumps({
-            "held_out_groups": sorted({t.group for t in test_templates}), "labels": list(self.labels),
-            "keys": self.keys, "gold": self.gold.tolist(), "counts": self.counts.tolist(), "groups": self.groups},
-            indent=0))
-        return path
-
-    @property
-    def sources(self) -> list[str]:
-        """Corpus of origin per key: a Loghub system or "k8s"."""
-        return [group.split(":")[0] for group in self.groups]
-
-    def accuracy_by_source(self, pred: np.ndarray) -> dict:
-        correct = np.asarray(pred).argmax(axis=1) == self.gold
-        sources = np.array(self.sources)
-        return {source: {"templates": int((sources == source).sum()),
-                         "accuracy": round(float(correct[sources == source].mean()), 4)}
-                for source in sorted(set(sources.tolist()))}
+    rows, bad_rows = read_labelled(paths, classifier.labels)
+    return {**evaluate_lines(classifier, rows, bad_rows), "files": [Path(p).name for p in paths]}  # names, not paths
 
 
 def summary_line(metrics: dict) -> str:
-    s, t, k = (metrics[x]["templates"] for x in ("student", "teacher", "keyword_baseline"))
-    r = metrics["retention"]["templates"]
+    s, k = (metrics[x]["templates"] for x in ("student", "keyword_baseline"))
     ci = metrics["student_accuracy_ci"]["templates"]
-    return (f"held-out templates: student acc {s['accuracy']:.3f} (95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) "
-            f"F1 {s['macro_f1']:.3f} | "
-            f"teacher acc {t['accuracy']:.3f} F1 {t['macro_f1']:.3f} | keyword acc {k['accuracy']:.3f} "
-            f"F1 {k['macro_f1']:.3f} | retention acc {r['accuracy']:.1%} F1 {r['macro_f1']:.1%}")
+    parts = [f"template split: acc {s['accuracy']:.3f} (95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) "
+             f"F1 {s['macro_f1']:.3f} soft {metrics['soft_agreement']:.3f} | keyword acc {k['accuracy']:.3f}"]
+    if "component_split" in metrics:
+        c = metrics["component_split"]
+        ci = c["student_accuracy_ci"]["templates"]
+        parts.append(f"component split: acc {c['student']['templates']['accuracy']:.3f} "
+                     f"(95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) F1 {c['student']['templates']['macro_f1']:.3f} "
+                     f"soft {c['soft_agreement']:.3f}")
+    if "real_lines" in metrics:
+        r = metrics["real_lines"]
+        parts.append(f"real lines: acc {r['accuracy']:.3f} F1 {r['macro_f1']:.3f} (n={r['n']})")
+    return " | ".join(parts)
 
 
 def model_version(cfg: BuildConfig, teacher_id: str, train_texts: list[str]) -> str:
@@ -503,7 +438,8 @@ def model_version(cfg: BuildConfig, teacher_id: str, train_texts: list[str]) -> 
 
 def _build_settings(cfg: BuildConfig) -> dict:
     settings = asdict(cfg)
-    for path_key in ("out_dir", "label_store", "loghub_dir", "recorded_labels", "progress"):
+    for path_key in ("out_dir", "label_store", "loghub_dir", "recorded_labels", "k8s_labels", "eval_lines",
+                     "progress"):
         settings.pop(path_key, None)  # where files live does not change the model
     # Where the teacher runs (URL, key variable) neither: its teacher id, in the version, names what answers.
     settings.pop("teacher_options", None)

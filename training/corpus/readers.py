@@ -97,6 +97,25 @@ def read_loghub_dir(root: str | Path) -> Iterator[LogRecord]:
         yield from read_loghub_structured(csv_path)
 
 
+K8S_LABELS_SYSTEM = "k8s-labels"  # the recorded teacher's key for k8s_labels.csv rows: (this, row id)
+
+
+def read_k8s_labels(csv_path: str | Path) -> Iterator[LogRecord]:
+    """`k8s_labels.csv`: one record per row (one realistic line of one source-code template).
+
+    The group is the row id, so a template is held out whole; the program that prints it
+    (`component`) is kept in meta for the component split, with the repository, envelope and level.
+    """
+    csv_path = Path(csv_path)
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            yield LogRecord(text=row["line"], source=f"{K8S_LABELS_SYSTEM}:{row['component']}", group=row["id"],
+                            meta={"system": K8S_LABELS_SYSTEM, "event_id": row["id"], "component": row["component"],
+                                  "repository": row["source"], "format": row["format"],
+                                  "level": None if row["level"] == "unknown" else row["level"],
+                                  "template": row["template"]})
+
+
 def dedup_templates(records: Iterable[LogRecord], max_examples: int = 5) -> list[Template]:
     """Group records by template key, keeping counts and a few example lines per key."""
     by_key: dict[str, Template] = {}
