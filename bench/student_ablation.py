@@ -49,6 +49,7 @@ ROWS: list[Row] = [
     Row("wider: dim 256, 8 heads", {"student": {"dim": 256, "layers": 2, "heads": 8, "max_length": 64,
                                                 "embed_dim": 384}}),
     Row("8 augmented variants per template", {"augment_variants": 8}),
+    Row("MiniLM token rows fine-tuned, not frozen", {"freeze_embeddings": False}),
 ]
 
 

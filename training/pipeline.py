@@ -94,6 +94,9 @@ class BuildConfig:
                                                    "embed_dim": 384})
     tokenizer: str = "minilm"                 # minilm (MiniLM's WordPiece vocabulary) | corpus (trained here)
     init_embeddings: bool = True              # start token embeddings from MiniLM's (see pretrained.py)
+    # With embed_dim: keep MiniLM's token rows frozen (unseen words keep their meaning) or fine-tune them too.
+    # Either way export folds rows and projection into one table: no cost at run time.
+    freeze_embeddings: bool = True
     train: dict = field(default_factory=dict)  # overrides of TrainConfig
     progress: bool = True
 
@@ -143,7 +146,7 @@ def build_model(cfg: BuildConfig) -> dict:
         vectors = pretrained.token_vectors(tokenizer)
         if student_cfg.embed_dim:  # frozen MiniLM rows, learned projection: unseen words keep their meaning
             model.tokens.weight.data.copy_(torch.from_numpy(vectors / vectors.std() * 0.02))
-            model.tokens.weight.requires_grad_(False)
+            model.tokens.weight.requires_grad_(not cfg.freeze_embeddings)
         else:
             model.tokens.weight.data.copy_(torch.from_numpy(pretrained.project(vectors, student_cfg.dim)))
     hidden_targets = None
@@ -452,7 +455,8 @@ def _build_settings(cfg: BuildConfig) -> dict:
     if not settings["train"].get("hidden_beta"):
         settings.pop("assistant")
     # Options added after the first builds leave a build at their defaults with the version it had.
-    for later, default in (("paraphrase", {}), ("max_test_templates", None), ("train_fraction", 1.0)):
+    for later, default in (("paraphrase", {}), ("max_test_templates", None), ("train_fraction", 1.0),
+                           ("freeze_embeddings", True)):
         if settings.get(later) == default:
             settings.pop(later)
     return settings
