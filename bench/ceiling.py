@@ -36,7 +36,9 @@ sys.path.insert(0, str(BENCH_DIR))
 from machine import ContentionMeter, machine_info, training_run_setup  # noqa: E402
 
 FRACTIONS = [0.125, 0.25, 0.5, 0.75, 1.0]
-TARGET_RETENTION = 0.95  # issue 2: student ≥ 95% of the teacher's held-out accuracy
+# Issue 11's targets: template split accuracy ≥ 0.85, component split (programs never seen) ≥ 0.80.
+TARGETS = {"accuracy": 0.85, "component_accuracy": 0.80}
+NOT_LOGHUB = ("k8s", "k8s-labels", "other")  # HeldOut sources that are not a Loghub system
 # MiniLM, every layer trained: BERT fine-tuning's usual rate and a few epochs (11 min on 2 cores).
 CEILING_ASSISTANT = {"epochs": 3, "frozen_layers": 0, "lr": 5e-5, "head_lr": 1e-3}
 QUICK = {"base": {"student": {"dim": 32, "layers": 1, "heads": 2, "max_length": 32, "embed_dim": 384},
@@ -54,8 +56,15 @@ def curve_point(metrics: dict, fraction: float) -> dict:
             "macro_f1": metrics["student"]["templates"]["macro_f1"],
             "retention": metrics["retention"]["templates"]["accuracy"],
             "teacher_accuracy": metrics["teacher"]["templates"]["accuracy"],
-            "accuracy_loghub": _pooled(by_source, lambda s: s != "k8s"),
+            "accuracy_loghub": _pooled(by_source, lambda s: s not in NOT_LOGHUB),
             "accuracy_k8s_seed": _pooled(by_source, lambda s: s == "k8s"),
+            "accuracy_k8s_labels": _pooled(by_source, lambda s: s == "k8s-labels"),
+            "soft_agreement": metrics.get("soft_agreement"),
+            "component_accuracy": metrics.get("component_split", {}).get("student", {}).get("templates", {})
+            .get("accuracy"),
+            "component_macro_f1": metrics.get("component_split", {}).get("student", {}).get("templates", {})
+            .get("macro_f1"),
+            "real_lines_accuracy": metrics.get("real_lines", {}).get("accuracy"),
             "build_seconds": metrics["build_seconds"]}
 
 
@@ -135,18 +144,23 @@ def pretrained_ceiling(data, cfg, assistant_overrides: dict, cache_dir: Path, li
 
 def markdown(result: dict) -> str:
     lines = [f"# Ceiling ({result['mode']}, seed {result['seed']}, {result['finished']})", "",
-             "Held-out templates of the default split, scored against gold (recorded LLM on Loghub, hand labels on "
+             "Held-out templates of the default split, scored against gold (recorded LLM on Loghub and k8s_labels, hand labels on "
              "the seed corpus). CI: 95%, bootstrap over held-out source groups.", "",
              "## Learning curve: the default build on a share of the training source groups", "",
-             "| share | source groups | templates | acc (95% CI) | macro-F1 | Loghub acc | k8s seed acc | retention |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| share | source groups | templates | template split acc (95% CI) | macro-F1 | soft | Loghub acc | "
+             "k8s seed acc | k8s_labels acc | component split acc | comp. macro-F1 | real lines acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in result["curve"]:
         lines.append(f"| {p['fraction']:g} | {p['source_groups']} | {p['templates']} | {p['accuracy']:.3f} "
-                     f"({p['ci_low']:.2f}–{p['ci_high']:.2f}) | {p['macro_f1']:.3f} | {_fmt(p['accuracy_loghub'])} | "
-                     f"{_fmt(p['accuracy_k8s_seed'])} | {p['retention']:.1%} |")
-    fit = result.get("fit")
-    if fit:
-        lines += ["", f"Fit: accuracy ≈ {fit['intercept']:.3f} + {fit['gain_per_doubling']:.3f}·log2(source groups)."]
+                     f"({p['ci_low']:.2f}–{p['ci_high']:.2f}) | {p['macro_f1']:.3f} | {_fmt(p.get('soft_agreement'))} | "
+                     f"{_fmt(p['accuracy_loghub'])} | {_fmt(p['accuracy_k8s_seed'])} | "
+                     f"{_fmt(p.get('accuracy_k8s_labels'))} | {_fmt(p.get('component_accuracy'))} | "
+                     f"{_fmt(p.get('component_macro_f1'))} | {_fmt(p.get('real_lines_accuracy'))} |")
+    for name, fit in (("template split", result.get("fit")), ("component split", result.get("component_fit"))):
+        if not fit:
+            continue
+        lines += ["", f"Fit ({name}): accuracy ≈ {fit['intercept']:.3f} + {fit['gain_per_doubling']:.3f}·log2(source "
+                  "groups)."]
         if "source_groups_for_target" in fit:
             lines.append(f"At that rate {fit['target_accuracy']:.2f} takes ~{fit['source_groups_for_target']} labelled "
                          f"source groups, {fit['times_current']}× today's; learning curves flatten, so this is a "
@@ -162,7 +176,7 @@ def markdown(result: dict) -> str:
     a = result.get("teacher_ambiguity", {})
     if a.get("templates"):
         lines += ["", "## Teacher ambiguity", "",
-                  f"On {a['templates']} held-out Loghub templates the recorded LLM puts {a['mean_top_probability']:.3f} "
+                  f"On {a['templates']} held-out templates with a recorded soft label (Loghub, k8s_labels) the recorded LLM puts {a['mean_top_probability']:.3f} "
                   f"on its own top label on average; below 0.7 on {a['share_top_below_0.7']:.0%} of them, below 0.9 "
                   f"on {a['share_top_below_0.9']:.0%}. The student with the most data misses {a['student_misses']}: "
                   f"there the teacher's top label had {_fmt(a['mean_top_probability_on_misses'])} on average "
@@ -219,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[ceiling] learning curve: {fraction:g} of the training source groups", flush=True)
         metrics = pipeline.build_model(config(out_dir=str(work_dir / f"share-{fraction:g}"), train_fraction=fraction))
         result["curve"].append(curve_point(metrics, fraction))
-        target = TARGET_RETENTION * result["curve"][-1]["teacher_accuracy"]
-        result["fit"] = log_linear_fit(result["curve"], target)
+        result["fit"] = log_linear_fit(result["curve"], TARGETS["accuracy"])
+        component_points = [{**p, "accuracy": p["component_accuracy"]} for p in result["curve"]
+                            if p["component_accuracy"] is not None]
+        result["component_fit"] = log_linear_fit(component_points, TARGETS["component_accuracy"])
         print(f"[ceiling] {pipeline.summary_line(metrics)}", flush=True)
         write()
 

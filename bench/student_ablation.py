@@ -27,9 +27,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH_DIR))
 
 from ablation import QUICK_BASE, merged  # noqa: E402
+from ceiling import NOT_LOGHUB, _pooled  # noqa: E402
 from machine import ContentionMeter, machine_info, training_run_setup  # noqa: E402
-
-NOT_LOGHUB = ("k8s", "k8s-labels", "other")  # HeldOut sources that are not a Loghub system
 
 
 @dataclass
@@ -53,12 +52,6 @@ ROWS: list[Row] = [
 ]
 
 
-def pooled(by_source: dict, keep) -> float | None:
-    rows = [(v["accuracy"], v["templates"]) for name, v in by_source.items() if keep(name)]
-    n = sum(t for _, t in rows)
-    return round(sum(a * t for a, t in rows) / n, 4) if n else None
-
-
 def row_figures(metrics: dict) -> dict:
     """The figures a row is judged on, from its metrics.json."""
     def split(m: dict) -> dict:
@@ -68,7 +61,7 @@ def row_figures(metrics: dict) -> dict:
                 "ece": m["calibration"]["ece"], "templates": m["held_out"]["templates"]}
 
     figures = {"template_split": split(metrics),
-               "loghub_accuracy": pooled(metrics["student_accuracy_by_source"], lambda s: s not in NOT_LOGHUB),
+               "loghub_accuracy": _pooled(metrics["student_accuracy_by_source"], lambda s: s not in NOT_LOGHUB),
                "build_seconds": metrics["build_seconds"], "training_examples": metrics["training_examples"]}
     if "component_split" in metrics:
         figures["component_split"] = split(metrics["component_split"])
