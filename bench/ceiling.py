@@ -176,7 +176,8 @@ def markdown(result: dict) -> str:
     a = result.get("teacher_ambiguity", {})
     if a.get("templates"):
         lines += ["", "## Teacher ambiguity", "",
-                  f"On {a['templates']} held-out templates with a recorded soft label (Loghub, k8s_labels) the recorded LLM puts {a['mean_top_probability']:.3f} "
+                  f"On {a['templates']} held-out templates with a recorded soft label (Loghub, k8s_labels) "
+                  f"the recorded LLM puts {a['mean_top_probability']:.3f} "
                   f"on its own top label on average; below 0.7 on {a['share_top_below_0.7']:.0%} of them, below 0.9 "
                   f"on {a['share_top_below_0.9']:.0%}. The student with the most data misses {a['student_misses']}: "
                   f"there the teacher's top label had {_fmt(a['mean_top_probability_on_misses'])} on average "
