@@ -1,26 +1,37 @@
 """Does masking generalise? Distinct template keys per template, merges, and masking cost.
 
     .venv/bin/python bench/keys.py --tag after     # → bench/results/keys.json (runs[tag]) and keys.md
+    .venv/bin/python bench/keys.py --tag before --parser-rev REV --masker-rev REV --reference-masker-rev REV
 
 1. k8s_labels.csv: each row's `line` and K more renderings of it with its variables resampled.
    The variables are found WITHOUT the masker (that would be circular): the row's `template`
-   (variables as `<*>`) is turned into a regex of its literal pieces and searched in the raw line;
-   each captured value is replaced by a fresh value of the same shape (digits by digits, hex by hex,
-   an IP by an IP, a UUID by a UUID, a duration keeps its unit, a name-like token gets other words,
-   words inside free text are kept). Digit runs in the envelope around the message (timestamps,
-   pids, ages, host numbers) are redrawn too; `values_only` in the JSON is the same without that.
-   Rows whose template does not align with their line are counted and listed, not silently dropped
-   (they still count with their one original line, which gives them one key).
-   Key = service.masking.template_key(service.parsing.parse_line(line)); one template should give one.
+   (variables as `<*>`) is turned into a regex of its literal pieces and searched in the raw line
+   (structured fields the template appends, "msg k=<*>", and containerd's "X [error: Y]", are found
+   one by one, anywhere in the line). Rows whose template does not align are counted and listed, not
+   silently dropped: they keep their one original line, which gives them one key.
+   Each captured value gets a fresh value of the same shape: digits by digits, hex by hex, an IP an
+   IP, a UUID a UUID, a date a valid date, a device a device, a user agent another one, a duration or
+   size keeps its unit, a k8s pod suffix draws from Kubernetes' alphabet. A single-token value's
+   lower-case words become other names ("orders-api" -> "billing-edge") unless they are all words the
+   templates themselves use as literal text two times or more (then it is taken for an enumeration:
+   "state is offline", "Backend type: vxlan"); in free text (a value with spaces, a nested error)
+   only numbers and hex ids change. HTTP status codes in their context are kept (the masker keeps
+   them on purpose). Numbers and dates in the envelope around the aligned parts (timestamps, pids,
+   ages, counts) are redrawn too; `k8s_values_only` in the JSON is the same without that.
+   Key = template_key(parse_line(line)); one template should give one key.
 2. Loghub: the nine `<System>_2k.log` files joined by LineId to their structured CSV (EventId):
    distinct keys per EventId.
 3. Merges: keys that hold lines of two or more templates (k8s `id`, Loghub (system, EventId)),
    over both corpora together; "conflicting" when the templates' labels differ (k8s `label`,
-   Loghub loghub_labels.csv). Must be 0.
-4. mask_message cost: µs per call over the parsed messages of all k8s lines, best of 3.
+   Loghub loghub_labels.csv), split by cause: the data holds the same template text twice (no
+   masker can part them), the parser hands the masker the same message for both, or the masker.
+   The masker's must be 0.
+4. mask_message cost: µs per call over the parsed messages of all k8s lines, best of 3; with
+   --reference-masker-rev, that masker is timed too, in turns, in the same process (the machine is
+   shared, so only side-by-side figures compare).
 
-The rendered lines depend only on the data and the seed (never on the parser or the masker), so a
-run before and after a change to either measures the same lines.
+The rendered lines depend only on the data and the seed (never on the parser or the masker), so runs
+before and after a change to either measure the same lines.
 """
 
 from __future__ import annotations
@@ -45,7 +56,6 @@ sys.path.insert(0, str(REPO))
 
 SHARED = REPO.parent / "shared" / "data"
 OUT_JSON = BENCH_DIR / "results" / "keys.json"
-OUT_MD = BENCH_DIR / "results" / "keys.md"
 TARGET = 1.1
 csv.field_size_limit(1 << 24)
 # The renderer keeps HTTP status codes (the masker keeps them on purpose). A frozen copy of
@@ -151,7 +161,10 @@ def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
     return any(span[0] < e and s < span[1] for s, e in taken)
 
 
-def _align_one(part: str, line: str, taken: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]] | None:
+Span = tuple[int, int]
+
+
+def _align_one(part: str, line: str, taken: list[Span]) -> tuple[list[Span], Span] | None:
     """(value spans, whole span) of one template part in the line, clear of the parts already aligned."""
     rx = _field_regex(part) if re.fullmatch(r"[\w.-]+=<\*>", part) else None
     if rx is not None:
@@ -196,11 +209,13 @@ NAME_WORDS = ("orders", "payments", "cart", "auth", "search", "billing", "ledger
               "frontend", "backend", "gateway", "inventory", "checkout", "reports", "analytics", "shop",
               "alpha", "beta", "gamma", "delta", "edge", "core", "batch", "etl", "mailer", "profile")
 USER_AGENTS = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-               "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+               "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+               "Version/17.4 Safari/605.1.15",
                "curl/8.5.0", "kube-probe/1.29", "Go-http-client/1.1", "python-requests/2.31.0",
                "Prometheus/2.51.2", "okhttp/4.12.0", "Wget/1.21.4", "Apache-HttpClient/4.5.14 (Java/17.0.10)")
 KEEP_WORDS = {"true", "false", "null", "nil", "none", "yes", "no", "on", "off", "enabled", "disabled",
-              "tcp", "udp", "http", "https", "grpc", "get", "post", "put", "delete", "patch", "head"}
+              "tcp", "udp", "http", "https", "grpc", "get", "post", "put", "delete", "patch", "head", "inbound",
+              "outbound", "info", "debug", "warn", "warning", "error", "fatal", "trace", "stdout", "stderr"}
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 IPV4_RE = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?")
 UA_RE = re.compile(r"(?:Mozilla|curl|Wget|kube-probe|Go-http-client|python-requests|okhttp|Prometheus|"
@@ -244,8 +259,8 @@ def _valid_time(m: re.Match, rng: random.Random) -> str:
 
 
 def redraw_digits(text: str, rng: random.Random, keep=lambda start, end: False) -> str:
-    """Dates and times redrawn as valid ones, every other digit run as random digits of its length
-    (runs where keep(start, end) is true stay)."""
+    """Dates and times redrawn as valid ones, numbers and hex ids as random ones of their length (runs
+    where keep(start, end) is true stay)."""
     out, pos = [], 0
     for m in TIME_SHAPES_RE.finditer(text):
         out.append(_other_digits(text, pos, m.start(), rng, keep))
@@ -255,11 +270,21 @@ def redraw_digits(text: str, rng: random.Random, keep=lambda start, end: False) 
     return "".join(out)
 
 
+_ENVELOPE_NUMBER_RE = re.compile(r"x?\d+(?:ms|s|m|h|d)?(?:\d+(?:ms|s|m|h))*|[0-9a-f]{6,}|[0-9A-F]{6,}")
+
+
 def _other_digits(text: str, start: int, end: int, rng: random.Random, keep) -> str:
+    """Numbers (counts, pids, ages "5m12s", "(x3 over") and hex ids redrawn; digits inside words
+    ("linkerd2_proxy", "PM2", "ip6tables", "HY000") are part of the word and stay."""
     def one(m):
-        if m.group().lower() in KEEP_RUNS or keep(start + m.start(), start + m.end()):
-            return m.group()
-        return _digits(m.group(), rng)
+        run = m.group()
+        if run.lower() in KEEP_RUNS or keep(start + m.start(), start + m.end()):
+            return run
+        if not _ENVELOPE_NUMBER_RE.fullmatch(run):
+            return run
+        if re.fullmatch(r"[0-9a-fA-F]{6,}", run) and not run.isdigit():
+            return "".join(rng.choice(HEX_LOWER.upper() if run.isupper() else HEX_LOWER) for _ in run)
+        return _digits(run, rng)
     return re.sub(r"[A-Za-z]*\d[A-Za-z0-9]*", one, text[start:end])
 
 
@@ -277,10 +302,19 @@ def _digits(run: str, rng: random.Random) -> str:
     return "".join(out)
 
 
-def _shape_run(run: str, rng: random.Random, names: bool, prev: str, nxt: str) -> str:
-    """A fresh alphanumeric run of the same kind."""
+K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes draws pod-name suffixes from
+
+
+def _shape_run(run: str, rng: random.Random, names: bool, free: bool, prev: str, nxt: str) -> str:
+    """A fresh alphanumeric run of the same kind; lower-case words become other names when `names`.
+    In free text only numbers and hex ids change: "EDNS0", "linkerd2_proxy", "HY000" are words there."""
     has_digit = any(c.isdigit() for c in run)
     if run.lower() in KEEP_RUNS:
+        return run
+    if has_digit and prev == "-" and len(run) == 5 and all(c in K8S_ALPHABET for c in run):
+        return "".join(rng.choice(K8S_ALPHABET) for _ in run)
+    if has_digit and free and not run.isdigit() and not (
+            len(run) >= 6 and re.fullmatch(r"[0-9a-fA-F]+", run) and re.search("[a-fA-F]", run)):
         return run
     if has_digit:
         if len(run) >= 6 and re.fullmatch(r"[0-9a-f]+", run) and re.search("[a-f]", run):
@@ -318,22 +352,24 @@ def _name_like(token: str) -> bool:
                for m in re.finditer(r"(?<![.a-zA-Z])[a-z]+(?![a-zA-Z]|://)", token))
 
 
-def _shape(token: str, rng: random.Random, names: bool) -> str:
-    names = names and _name_like(token)
+def _shape(token: str, rng: random.Random, free: bool = False) -> str:
+    """A token redrawn run by run: a value of its own (names too), or a word of free text (free)."""
+    names = not free and _name_like(token)
     out, pos = [], 0
     for m in EMBEDDED_RE.finditer(token):
-        out.append(_shape_runs(token[pos:m.start()], rng, names))
+        out.append(_shape_runs(token[pos:m.start()], rng, names, free))
         out.append(fresh_value(m.group(), rng))
         pos = m.end()
-    out.append(_shape_runs(token[pos:], rng, names))
+    out.append(_shape_runs(token[pos:], rng, names, free))
     return "".join(out)
 
 
-def _shape_runs(token: str, rng: random.Random, names: bool) -> str:
+def _shape_runs(token: str, rng: random.Random, names: bool, free: bool) -> str:
     out, pos = [], 0
     for m in RUN_RE.finditer(token):
         out.append(token[pos:m.start()])
-        out.append(_shape_run(m.group(), rng, names, token[m.start() - 1:m.start()], token[m.end():m.end() + 3]))
+        out.append(_shape_run(m.group(), rng, names, free, token[m.start() - 1:m.start()],
+                              token[m.end():m.end() + 3]))
         pos = m.end()
     out.append(token[pos:])
     return "".join(out)
@@ -362,9 +398,9 @@ def fresh_value(value: str, rng: random.Random) -> str:
         return "".join(out) + fresh_value(value[pos:], rng)
     if re.search(r"\s", value):
         # Free text (a nested error message): words stay, numbers and ids inside it are redrawn.
-        return re.sub(r"\S+", lambda m: _shape(m.group(), rng, names=False) if re.search(r"\d", m.group())
+        return re.sub(r"\S+", lambda m: _shape(m.group(), rng, free=True) if re.search(r"\d", m.group())
                       else m.group(), value)
-    return _shape(value, rng, names=True)
+    return _shape(value, rng)
 
 
 def _is_status(line: str, start: int, end: int) -> bool:
@@ -418,7 +454,8 @@ def load_k8s() -> list[dict]:
 
 
 def load_loghub() -> list[tuple[str, str, str]]:
-    """(system, event_id, raw line) for every Loghub line, joined by LineId like training/corpus.py."""
+    """(system, event_id, raw line) for every Loghub line, joined by LineId as training's
+    read_loghub_structured does."""
     rows = []
     for csv_path in sorted((SHARED / "loghub").glob("*/*_2k.log_structured.csv")):
         system = csv_path.name.split("_")[0]
@@ -469,7 +506,7 @@ def k8s_lines(rows: list[dict], k: int, seed: int, envelope: bool) -> tuple[dict
     return lines, unaligned
 
 
-def keys_per_template(groups: dict, top: int = 40) -> dict:
+def keys_per_template(groups: dict) -> dict:
     """groups: {template: [keys]} → mean distinct keys, share with more than one, worst examples."""
     counts = {t: len(set(ks)) for t, ks in groups.items()}
     n = len(counts)
@@ -478,7 +515,7 @@ def keys_per_template(groups: dict, top: int = 40) -> dict:
             "max_keys": max(counts.values(), default=0)}
 
 
-def measure(k: int, seed: int, examples: int, key: Keyer) -> dict:
+def measure(k: int, seed: int, examples: int, key: Keyer, reference: types.ModuleType | None = None) -> dict:
     rows = load_k8s()
     by_id = {r["id"]: r for r in rows}
     out: dict = {"k": k, "seed": seed}
@@ -519,7 +556,8 @@ def measure(k: int, seed: int, examples: int, key: Keyer) -> dict:
                                   for s in systems}
     worst = sorted(((len(set(ks)), f"{s}:{e}") for (s, e), ks in lh_keys.items() if len(set(ks)) > 1), reverse=True)
     out["loghub"]["multi_key_examples"] = [
-        {"event": ev, "keys": n, "sample": sorted(set(lh_keys[tuple(ev.split(":", 1))]))[:4]} for n, ev in worst[:examples]]
+        {"event": ev, "keys": n, "sample": sorted(set(lh_keys[tuple(ev.split(":", 1))]))[:4]}
+        for n, ev in worst[:examples]]
 
     # 3. Merges, over both corpora
     labels = {("k8s", rid): by_id[rid]["label"] for rid in by_id}
@@ -561,12 +599,20 @@ def measure(k: int, seed: int, examples: int, key: Keyer) -> dict:
     }
 
     # 4. mask_message cost
-    mask_message = key.masking.mask_message
+    # (with a reference masker, both are timed in turns on the same messages: the machine is shared,
+    # so only figures taken side by side compare)
+    maskers = [key.masking.mask_message] + ([reference.mask_message] if reference else [])
     messages = [key.parse_line(r["line"]).message for r in rows]
-    for m in messages[:200]:
-        mask_message(m)
-    best = min(_time(mask_message, messages) for _ in range(3))
-    out["mask_us_per_line"] = round(best / len(messages) * 1e6, 2)
+    for mask_message in maskers:
+        for m in messages[:200]:
+            mask_message(m)
+    best = [float("inf")] * len(maskers)
+    for _ in range(3):
+        for i, mask_message in enumerate(maskers):
+            best[i] = min(best[i], _time(mask_message, messages))
+    out["mask_us_per_line"] = round(best[0] / len(messages) * 1e6, 2)
+    if reference:
+        out["mask_us_per_line_reference"] = round(best[1] / len(messages) * 1e6, 2)
     out["mask_lines"] = len(messages)
     return out
 
@@ -600,6 +646,8 @@ def write_md(runs: dict) -> str:
             vals.append("" if v is None else str(v))
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
 
+    row("service/parsing.py", lambda r: r.get("parser"))
+    row("service/masking.py", lambda r: r.get("masker"))
     row("k8s mean keys/template", lambda r: r["k8s"]["mean_keys"])
     row("k8s share of templates with >1 key", lambda r: r["k8s"]["share_multi"])
     row("k8s mean keys, values only (envelope kept)", lambda r: r["k8s_values_only"]["mean_keys"])
@@ -620,7 +668,13 @@ def write_md(runs: dict) -> str:
     row("    same template text twice in the data", lambda r: r["merges"]["conflicting_by_cause"]["identical_template"])
     row("    parser gives the same message", lambda r: r["merges"]["conflicting_by_cause"]["same_parsed_message"])
     row("mask_message µs/line (best of 3)", lambda r: r["mask_us_per_line"])
-    lines.append("")
+    row("  the reference masker, timed alongside", lambda r: r.get("mask_us_per_line_reference"))
+    row("  (reference masker)", lambda r: r.get("reference_masker"))
+    lines += ["", "Why a template still has several keys: bench/keys.json lists the worst ones per run "
+              "(`multi_key_examples`). What remains after the masker's rules is mostly names that nothing "
+              "around them marks as names (`Container elasticsearch failed`, `deleted in shop`), enumerations "
+              "the renderer could not tell from names, and Loghub templates whose `<*>` covers text "
+              "(Java classes, call stacks, an optional `(1.2 KB)`).", ""]
     for t in tags:
         lst = runs[t]["merges"]["conflicting_list"]
         if lst:
@@ -639,9 +693,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(OUT_JSON))
     ap.add_argument("--parser-rev", help="take service/parsing.py from this git revision (default: working tree)")
     ap.add_argument("--masker-rev", help="take service/masking.py from this git revision (default: working tree)")
+    ap.add_argument("--reference-masker-rev", help="also time service/masking.py of this revision, side by side")
     args = ap.parse_args(argv)
 
-    result = measure(args.k, args.seed, args.examples, Keyer(args.parser_rev, args.masker_rev))
+    reference = (load_module("service.masking", "service/masking.py", args.reference_masker_rev)
+                 if args.reference_masker_rev else None)
+    result = measure(args.k, args.seed, args.examples, Keyer(args.parser_rev, args.masker_rev), reference)
+    if reference:
+        result["reference_masker"] = args.reference_masker_rev
     result["parser"] = args.parser_rev or "working tree"
     result["masker"] = args.masker_rev or "working tree"
     result["when"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -655,7 +714,8 @@ def main(argv=None) -> int:
     print(f"[{args.tag}] k8s keys/template {k8s['mean_keys']} (>1: {k8s['share_multi']:.1%}, unaligned "
           f"{k8s['unaligned']}), values only {result['k8s_values_only']['mean_keys']}; Loghub keys/EventId "
           f"{lh['mean_keys']} (>1: {lh['share_multi']:.1%}); merges {mg['keys_with_several_templates']} "
-          f"(conflicting {mg['conflicting']}); mask {result['mask_us_per_line']} µs/line")
+          f"(conflicting {mg['conflicting']}: {mg['conflicting_by_cause']}); mask {result['mask_us_per_line']} µs/line"
+          + (f" (reference {result['mask_us_per_line_reference']})" if reference else ""))
     return 0
 
 

@@ -20,6 +20,8 @@ from service.parsing import normalise_level, parse_line
 from training.corpus.k8s_corpus import wrap
 
 STAND_IN_RE = re.compile("<\x00([A-J]+)>")
+USER_AGENTS = ("kube-probe/1.29", "Go-http-client/1.1", "curl/8.5.0", "Prometheus/2.51.0",
+               "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36")
 WORDS = ("alpha", "beta", "gamma", "delta", "orders", "payments", "cart", "auth", "search", "billing")
 
 
@@ -54,6 +56,18 @@ def _random_value(placeholder: str, rng: random.Random, original: str = "") -> s
         return f"{rng.choice(WORDS)}.{rng.choice(WORDS)}.{rng.choice(('com', 'net', 'internal', 'svc'))}"
     if placeholder == "<PATH>":
         return "/" + "/".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4)))
+    if placeholder == "<VAL>":  # a name: a hyphenated word pair, or an executable when it was one
+        name = f"{rng.choice(WORDS)}-{rng.choice(WORDS)}"
+        return name + ".exe" if original.lower().endswith(".exe") else name
+    if placeholder == "<DEV>" and original:  # the same device family, new digits: sda1 -> sda7, eth0 -> eth3
+        return re.sub(r"\d+", lambda m: str(rng.randint(0, 9)), original)
+    if placeholder == "<IMAGE>":
+        return (f"{rng.choice(('registry.example.com', 'ghcr.io', 'quay.io'))}/{rng.choice(WORDS)}/"
+                f"{rng.choice(WORDS)}:v{rng.randint(0, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}")
+    if placeholder == "<UA>":
+        return rng.choice(USER_AGENTS)
+    if placeholder == "<MAC>":
+        return ":".join(f"{rng.randrange(256):02x}" for _ in range(6))
     if placeholder == "<ID>":
         return f"{rng.choice('RJNM')}{rng.randint(0, 99):02d}-{rng.choice('RJNM')}{rng.randint(0, 9)}-{rng.randint(100, 999)}"
     return str(rng.choice((rng.randint(0, 9), rng.randint(10, 999), rng.randint(1000, 10**7))))
