@@ -49,6 +49,7 @@ ROWS: list[Row] = [
                                                 "embed_dim": 384}}),
     Row("8 augmented variants per template", {"augment_variants": 8}),
     Row("MiniLM token rows fine-tuned, not frozen", {"freeze_embeddings": False}),
+    Row("full class balance + soft labels only", {"train": {"class_balance": 1.0, "lam": 1.0}}),
 ]
 
 
