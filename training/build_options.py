@@ -55,7 +55,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                    help="a paraphrase is kept when the teacher gives its source's label at least this probability")
     p.add_argument("--max-train-templates", type=int, help="train on a random sample of this many templates")
     p.add_argument("--max-test-templates", type=int,
-                   help="score on a random sample of this many held-out templates (for slow teachers)")
+                   help="score on a random sample of this many templates of each held-out set (for slow teachers)")
     p.add_argument("--test-fraction", type=float, help="share of source templates held out for evaluation")
     p.add_argument("--train-fraction", type=float,
                    help="train on this seeded share of the training source groups (a learning-curve point; "

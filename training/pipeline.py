@@ -6,6 +6,7 @@ Read `build_model` top to bottom; each step is one small function below it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -84,7 +85,7 @@ class BuildConfig:
     # Keep this seeded share of the training source groups (held-out set unchanged): a learning
     # curve's point, i.e. what fewer teacher-labelled sources would have given (bench/ceiling.py).
     train_fraction: float = 1.0
-    max_test_templates: int | None = None      # score on a random sample of the held-out templates
+    max_test_templates: int | None = None      # score on a random sample of each held-out set (slow teachers)
     # Retraining (training/loop/retrain.py): a split that stays put from build to build. These groups are held
     # out, any other gold group by a seeded hash of its name (split_stable); heldout.json joins the artifact.
     held_out_groups: list[str] | None = None
@@ -225,8 +226,9 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     # stratified by gold label. Both held-out sets are unseen in training.
     components = (component_split(templates, gold_teacher, seed=cfg.seed, **cfg.component_split)
                   if cfg.component_split else [])
-    component_templates = [t for t in templates if t.meta.get("component") in set(components)]
-    rest = [t for t in templates if t.meta.get("component") not in set(components)]
+    held_components = set(components)
+    component_templates = [t for t in templates if t.meta.get("component") in held_components]
+    rest = [t for t in templates if t.meta.get("component") not in held_components]
     if cfg.held_out_groups is None:
         train_templates, test_templates = split_by_group(rest, gold_teacher, cfg.test_fraction, cfg.seed)
     else:
@@ -237,9 +239,10 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     if cfg.max_train_templates:
         train_templates = random.Random(cfg.seed).sample(train_templates,
                                                          min(cfg.max_train_templates, len(train_templates)))
-    if cfg.max_test_templates:  # a slow teacher (a local LLM on CPU) labels a sample of the held-out set
-        test_templates = random.Random(cfg.seed).sample(test_templates, min(cfg.max_test_templates,
-                                                                            len(test_templates)))
+    if cfg.max_test_templates:  # a slow teacher (a local LLM on CPU) labels a sample of each held-out set
+        test_templates, component_templates = (
+            random.Random(cfg.seed).sample(held, min(cfg.max_test_templates, len(held)))
+            for held in (test_templates, component_templates))
     log(f"split: {len(train_templates)} train / {len(test_templates)} held-out templates / "
         f"{len(component_templates)} templates of {len(components)} held-out components")
     held_out_templates = test_templates + component_templates
@@ -311,8 +314,6 @@ def collect_records(cfg: BuildConfig) -> list[LogRecord]:
 def make_gold_table(cfg: BuildConfig, taxonomy: Taxonomy) -> RecordedTeacher:
     """Recorded LLM labels for Loghub and k8s_labels.csv (silver) + hand labels for the seed corpus (gold),
     one table keyed by (system, id)."""
-    import csv
-
     rows = []
     if cfg.recorded_labels and Path(cfg.recorded_labels).exists():
         with open(cfg.recorded_labels, newline="", encoding="utf-8") as f:
