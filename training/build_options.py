@@ -12,7 +12,8 @@ TEACHERS = ("recorded", "embedding", "multi", *LLM_TEACHERS)
 # flag → where it goes: a BuildConfig field, or a key of BuildConfig.train / BuildConfig.student
 TRAIN_FLAGS = ("epochs", "lam", "temperature", "hidden_beta")
 STUDENT_FLAGS = ("dim", "layers", "heads")
-CONFIG_FLAGS = ("loghub_dir", "recorded_labels", "k8s_labels", "eval_lines", "tokenizer", "augment_variants", "test_fraction",
+CONFIG_FLAGS = ("loghub_dir", "recorded_labels", "k8s_labels", "eval_lines", "tokenizer", "augment_variants",
+                "test_fraction",
                 "seed_lines_per_template", "combine", "train_fraction")
 
 

@@ -57,7 +57,8 @@ class BuildConfig:
     teachers: list[str] = field(default_factory=lambda: ["recorded", "embedding"])
     teacher_weights: list[float] | None = None  # one per member; None: equal weights
     combine: str = "mean"                     # mean | product (normalised weighted geometric mean)
-    # train={"hidden_beta": β > 0}: intermediate-layer KD from a MiniLM teacher-assistant (training/distill/assistant.py);
+    # train={"hidden_beta": β > 0}: intermediate-layer KD from a MiniLM teacher-assistant
+    # (training/distill/assistant.py);
     # this dict overrides its AssistantConfig. Fine-tuned weights are cached next to the label store.
     assistant: dict = field(default_factory=dict)
     taxonomy: str | None = None               # default: the packaged taxonomy
@@ -425,9 +426,9 @@ def summary_line(metrics: dict) -> str:
     if "component_split" in metrics:
         c = metrics["component_split"]
         ci = c["student_accuracy_ci"]["templates"]
-        parts.append(f"component split: acc {c['student']['templates']['accuracy']:.3f} "
-                     f"(95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) F1 {c['student']['templates']['macro_f1']:.3f} "
-                     f"soft {c['soft_agreement']:.3f}")
+        s = c["student"]["templates"]
+        parts.append(f"component split: acc {s['accuracy']:.3f} (95% CI {ci['ci_low']:.2f}–{ci['ci_high']:.2f}) "
+                     f"F1 {s['macro_f1']:.3f} soft {c['soft_agreement']:.3f}")
     if "real_lines" in metrics:
         r = metrics["real_lines"]
         parts.append(f"real lines: acc {r['accuracy']:.3f} F1 {r['macro_f1']:.3f} (n={r['n']})")

@@ -40,7 +40,8 @@ KLOG_FILES = ("kubelet.go", "pod_workers.go", "prober.go", "reflector.go", "cont
               "schedule_one.go", "event.go", "leaderelection.go", "kuberuntime_manager.go")
 # Spellings real JSON loggers use (zap, logrus, structlog, GCP); all normalise to the level.
 JSON_LEVEL_SPELLINGS = {"debug": ("debug", "DEBUG", "trace"), "info": ("info", "INFO"),
-                        "warning": ("warn", "warning", "WARNING"), "error": ("error", "ERROR"), "fatal": ("fatal", "FATAL", "CRITICAL")}
+                        "warning": ("warn", "warning", "WARNING"), "error": ("error", "ERROR"),
+                        "fatal": ("fatal", "FATAL", "CRITICAL")}
 _EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 

@@ -37,14 +37,18 @@ def _interval_lines(metrics: dict) -> list[str]:
 
 def _with_intervals(scores: dict) -> str:
     """'name 0.91 [0.85–0.96] (n)' per entry; entries from before intervals were kept show none."""
-    return ", ".join(f"{name} {v['accuracy']:.2f}" + (f" [{v['ci_low']:.2f}–{v['ci_high']:.2f}]" if "ci_low" in v else "")
-                     + f" ({v['templates']})" for name, v in scores.items())
+    def one(name: str, v: dict) -> str:
+        interval = f" [{v['ci_low']:.2f}–{v['ci_high']:.2f}]" if "ci_low" in v else ""
+        return f"{name} {v['accuracy']:.2f}{interval} ({v['templates']})"
+
+    return ", ".join(one(name, v) for name, v in scores.items())
 
 
 def _soft_line(metrics: dict) -> str:
     calibration = metrics["calibration"]
     return (f"- Soft agreement (the student's label holds ≥ 0.3 of the teacher's probability) "
-            f"{metrics['soft_agreement']:.3f}; cross-entropy to the teacher {metrics['teacher_cross_entropy']:.3f} nats; "
+            f"{metrics['soft_agreement']:.3f}; cross-entropy to the teacher "
+            f"{metrics['teacher_cross_entropy']:.3f} nats; "
             f"ECE {calibration['ece']:.3f} at mean confidence {calibration['mean_confidence']:.3f}; accuracy on "
             "the most confident " + ", ".join(f"{float(c):.0%}: {a:.3f}" for c, a in
                                                calibration["accuracy_at_coverage"].items()) + ".")
@@ -65,8 +69,8 @@ def _component_section(split: dict) -> list[str]:
         _row("student (int8 ONNX)", split["student"]),
         _row("keyword baseline `(error|exception|fail)`", split["keyword_baseline"]),
         "",
-        f"- Student accuracy {s['accuracy']:.3f} (95% interval {ci['ci_low']:.3f}–{ci['ci_high']:.3f}, bootstrap over "
-        f"{ci['groups']} templates), macro-F1 {s['macro_f1']:.3f}.",
+        f"- Student accuracy {s['accuracy']:.3f} (95% interval {ci['ci_low']:.3f}–{ci['ci_high']:.3f}, "
+        f"bootstrap over {ci['groups']} templates), macro-F1 {s['macro_f1']:.3f}.",
         _soft_line(split),
         "- Recall by label: " + _with_intervals(split["student_recall_by_label"]) + ".",
         "- By program: " + _with_intervals(split["student_accuracy_by_source"]) + ".",
