@@ -11,7 +11,7 @@
 #           (the chart's retraining CronJob). Needs the shared data as a named build context.
 #
 #   docker build --target serve -t logdistill:0.1.0 .
-#   docker build --target model --build-arg MODEL_DIR=models/default -t logdistill-model:recorded-a9a7cba22b .
+#   docker build --target model --build-arg MODEL_DIR=models/default -t logdistill-model:recorded-8ebc0c7460 .
 #   DOCKER_BUILDKIT=1 docker build --target train --build-context shared=../shared -t logdistill:0.1.0-train .
 #
 # PYTHON_IMAGE: any Debian-based image with python3.11 and python3 -m venv (the default, or a mirror of it).
