@@ -50,6 +50,7 @@ def curve_point(metrics: dict, fraction: float) -> dict:
     """One learning-curve row from a build's metrics.json."""
     ci = metrics["student_accuracy_ci"]["templates"]
     by_source = metrics["student_accuracy_by_source"]
+    component = metrics.get("component_split", {}).get("student", {}).get("templates", {})  # absent: no split
     return {"fraction": fraction, "source_groups": metrics["training_examples"]["source_groups"],
             "templates": metrics["training_examples"]["templates"],
             "accuracy": metrics["student"]["templates"]["accuracy"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
@@ -60,10 +61,7 @@ def curve_point(metrics: dict, fraction: float) -> dict:
             "accuracy_k8s_seed": _pooled(by_source, lambda s: s == "k8s"),
             "accuracy_k8s_labels": _pooled(by_source, lambda s: s == "k8s-labels"),
             "soft_agreement": metrics.get("soft_agreement"),
-            "component_accuracy": metrics.get("component_split", {}).get("student", {}).get("templates", {})
-            .get("accuracy"),
-            "component_macro_f1": metrics.get("component_split", {}).get("student", {}).get("templates", {})
-            .get("macro_f1"),
+            "component_accuracy": component.get("accuracy"), "component_macro_f1": component.get("macro_f1"),
             "real_lines_accuracy": metrics.get("real_lines", {}).get("accuracy"),
             "build_seconds": metrics["build_seconds"]}
 

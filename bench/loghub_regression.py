@@ -43,8 +43,9 @@ def held_out_groups(seed: int) -> list[str]:
     """The Loghub and seed-corpus groups of the current default build's template split."""
     from training import pipeline
 
-    cfg = pipeline.BuildConfig(seed=seed, progress=False, label_store=tempfile.mktemp(suffix=".sqlite"))
-    data = pipeline.prepare_training_data(cfg)
+    with tempfile.TemporaryDirectory(prefix="logdistill-split-") as tmp:
+        cfg = pipeline.BuildConfig(seed=seed, progress=False, label_store=str(Path(tmp) / "labels.sqlite"))
+        data = pipeline.prepare_training_data(cfg)
     return sorted({t.group for t in data.test_templates if t.meta.get("system") not in (None, "k8s-labels")})
 
 
