@@ -54,6 +54,10 @@ def figures_table(r: dict) -> Table:
               f"{un['lines']} distinct lines, cache 0; {un['model_rows_in_full_path']} model rows")
     t.add_row("  … same lines, mixed order", f"{un['full_path_mixed_order']['lines_per_s']:,.0f}", "",
               f"shuffled; {un['model_rows_in_mixed_order']} model rows")
+    for key, what in (("mixed_order_without_ood", "OOD score off"),
+                      ("mixed_order_without_ood_or_evidence", "OOD score and evidence off")):
+        if key in un:
+            t.add_row(f"  … mixed order, {what}", f"{un[key]['lines_per_s']:,.0f}", "", "what they cost, same run")
     t.add_row("uncached lines/s, same lines as baseline", f"{s['same_lines_as_baseline']['lines_per_s']:,.0f}",
               f"{b['throughput']['lines_per_s']:,.1f}", f"{b['throughput']['lines']} random distinct lines")
     t.add_row("model-only lines/s (pre-masked keys)", f"{un['model_only_per_line']['lines_per_s']:,.0f}", "",

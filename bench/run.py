@@ -168,6 +168,7 @@ def uncached_throughput(model_dir: Path, lines: list[bytes], repeats: int) -> di
     full_s, full_runs = median_of(lambda: classify_all(clf, batches), repeats)
     mixed = chunks(random.Random(1).sample(lines, len(lines)))
     mixed_s, mixed_runs = median_of(lambda: classify_all(clf, mixed), repeats)
+    confidence_off = without_confidence_parts(clf, mixed, repeats)
 
     key_of = {raw: template_key(parse_line(text)) for raw in lines if isinstance(text := clf.decode(raw), str)}
     key_batches = chunks(list(key_of.values()))  # one key per classifiable line, as the path computes them
@@ -179,9 +180,25 @@ def uncached_throughput(model_dir: Path, lines: list[bytes], repeats: int) -> di
         "model_rows_in_mixed_order": model_rows(mixed, key_of),
         "full_path": rate(len(lines), full_s, full_runs),
         "full_path_mixed_order": rate(len(lines), mixed_s, mixed_runs),
+        **{name: rate(len(lines), *timing) for name, timing in confidence_off.items()},
         "model_only_per_line": rate(len(key_of), model_s, model_runs),
         "stage_split": stage_split(clf, batches),
     }
+
+
+def without_confidence_parts(clf: Classifier, batches: list[list[bytes]], repeats: int) -> dict:
+    """The mixed-order path again, with the OOD score off, then the evidence off too (the graph asked
+    for logits only: onnxruntime then skips the nearest-template search): what they cost
+    (service/familiarity.py, service/confidence.py), in the same run on the same lines."""
+    saved = clf.familiarity, clf.evidence, clf.student.outputs
+    try:
+        clf.familiarity = None
+        no_ood = median_of(lambda: classify_all(clf, batches), repeats)
+        clf.evidence, clf.student.outputs = None, ["logits"]
+        neither = median_of(lambda: classify_all(clf, batches), repeats)
+    finally:
+        clf.familiarity, clf.evidence, clf.student.outputs = saved
+    return {"mixed_order_without_ood": no_ood, "mixed_order_without_ood_or_evidence": neither}
 
 
 def model_rows(batches: list[list[bytes]], key_of: dict[bytes, str]) -> int:
@@ -323,7 +340,19 @@ def ratios(r: dict) -> dict:
             s["latency"]["single_line"]["p99_ms"] / b["single_line_latency"]["p99_ms"], 4),
         "peak_rss_student_over_baseline": round(
             s["classify_process"]["peak_rss_bytes"] / b["process"]["peak_rss_bytes"], 3),
+        **confidence_cost(s["uncached"]),
     }
+
+
+def confidence_cost(uncached: dict) -> dict:
+    """Uncached mixed-order throughput with the OOD score (and evidence) over without: 1 − ratio is the cost."""
+    full = uncached["full_path_mixed_order"]["lines_per_s"]
+    out = {}
+    for name, key in (("uncached_with_ood_over_without", "mixed_order_without_ood"),
+                      ("uncached_with_ood_and_evidence_over_without", "mixed_order_without_ood_or_evidence")):
+        if key in uncached:
+            out[name] = round(full / uncached[key]["lines_per_s"], 3)
+    return out
 
 
 def targets(r: dict) -> dict:
@@ -343,6 +372,10 @@ def targets(r: dict) -> dict:
         "classify_rss_bytes": {"value": rss, "target": "<= 200 MB (200e6 bytes)",
                                "met": rss <= TARGETS["classify_rss_bytes"]},
     }
+    ood = r.get("ratios", {}).get("uncached_with_ood_over_without")
+    if ood is not None:
+        out["ood_score_throughput_cost"] = {"value": round(1 - ood, 3), "target": "<= 0.10 of uncached throughput",
+                                            "met": 1 - ood <= 0.10}
     serve_rss = r.get("end_to_end", {}).get("serve_process", {}).get("peak_rss_bytes")
     if serve_rss:
         out["serve_rss_bytes"] = {"value": serve_rss, "target": "<= 200 MB (200e6 bytes), through Kafka",

@@ -8,6 +8,10 @@
     model_card.md    what the model is, how it was trained, how well it does
     templates.json   optional: ids of the template keys the student was trained on (novelty.py);
                      artifacts without it load, with no novel-template signal
+    char_ngrams.npz  optional: the out-of-distribution score's model (service/familiarity.py)
+    neighbours.json  optional: the training templates the graph's nearest_row output indexes, with
+                     their teacher labels: a result's `evidence` (service/confidence.py)
+                     (artifacts without these have no OOD score and no evidence)
     SHA256SUMS       sha256 of every file above, in `sha256sum` format (`sha256sum -c` checks it)
 
 Loading verifies every hash first: a tampered or half-copied artifact is refused, never served.
@@ -20,6 +24,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.confidence import NEIGHBOURS_FILE, EvidenceTable
+from service.familiarity import NGRAMS_FILE, CharNgramModel
 from service.taxonomy import Taxonomy
 
 CHECKSUM_FILE = "SHA256SUMS"
@@ -37,6 +43,8 @@ class ModelArtifact:
     taxonomy: Taxonomy
     config: dict
     training_templates: frozenset[str] | None = None  # template ids (records.template_id); None: unknown
+    familiarity: CharNgramModel | None = None  # the OOD score (familiarity.py); None: an artifact without one
+    evidence: EvidenceTable | None = None  # `evidence` (confidence.py); None: an artifact without one
 
     @property
     def version(self) -> str:
@@ -113,7 +121,18 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
         raise ArtifactError(f"{directory}: config.json must be a JSON object, not {type(config).__name__}")
     # Only a file the checksums cover is trusted; older artifacts simply have none.
     templates = read_training_templates(directory) if TEMPLATES_FILE in sums else None
-    return ModelArtifact(path=directory, taxonomy=taxonomy, config=config, training_templates=templates)
+    evidence = _read(EvidenceTable.load, directory, NEIGHBOURS_FILE) if NEIGHBOURS_FILE in sums else None
+    familiarity = _read(CharNgramModel.load, directory, NGRAMS_FILE) if NGRAMS_FILE in sums else None
+    return ModelArtifact(path=directory, taxonomy=taxonomy, config=config, training_templates=templates,
+                         familiarity=familiarity, evidence=evidence)
+
+
+def _read(load, directory: Path, what: str):
+    """An optional part of the artifact, or ArtifactError saying which file is bad."""
+    try:
+        return load(directory)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{directory}: unreadable {what}: {exc}") from exc
 
 
 def write_training_templates(directory: Path, template_ids) -> None:

@@ -1,7 +1,8 @@
-"""LRU template cache: template key -> class probabilities.
+"""LRU template cache: template key -> the model's answer for it (classifier.Verdict, or any value).
 
 Log streams are dominated by a few templates, so most lines are answered here without
-running the model. Entries are read-only arrays so a caller cannot corrupt a cached answer.
+running the model. Arrays are stored as read-only copies so a caller cannot corrupt a cached
+answer; other values must be immutable already (Verdict is frozen, its probs read-only).
 """
 
 from __future__ import annotations
@@ -16,25 +17,26 @@ class TemplateCache:
         if max_entries < 0:
             raise ValueError("max_entries must be >= 0")
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._entries: OrderedDict[str, object] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> np.ndarray | None:
-        probs = self._entries.get(key)
-        if probs is None:
+    def get(self, key: str):
+        value = self._entries.get(key)
+        if value is None:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return probs
+        return value
 
-    def put(self, key: str, probs: np.ndarray) -> None:
+    def put(self, key: str, value) -> None:
         if self.max_entries == 0:
             return
-        probs = np.array(probs, dtype=np.float32, copy=True)
-        probs.setflags(write=False)
-        self._entries[key] = probs
+        if isinstance(value, (np.ndarray, list)):  # probabilities: a read-only float32 copy
+            value = np.array(value, dtype=np.float32, copy=True)
+            value.setflags(write=False)
+        self._entries[key] = value
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

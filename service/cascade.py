@@ -1,9 +1,11 @@
-"""Low-confidence cascade: results the student is unsure of also go to an escalation topic, where
-a teacher (the LLM) labels them; its answers come back on the feedback topic (feedback.py).
+"""The cascade: results with `escalate: true` (calibrated confidence under τ, or out of distribution:
+service/confidence.py) also go to an escalation topic, where a teacher (the LLM) labels them; its
+answers come back on the feedback topic (feedback.py).
 
 An escalation is JSON with what a teacher needs and what its answer must echo:
     {"line", "line_truncated", "template": {"id", "key"},
      "student": {"label", "confidence", "probs": every label, in taxonomy order},
+     "escalation_reason", "ood"?, "evidence"?: the nearest training template and its teacher label,
      "model_version", "source": {topic, partition, offset, timestamp}, "kubernetes"?}
 Keyed by template id: one template, one partition, so a teacher sees a template's repeats together.
 
@@ -28,9 +30,8 @@ MAX_LINE_CHARS = 4096  # the teacher needs an example, not a megabyte: keeps eve
 
 
 class Escalator:
-    def __init__(self, topic: str, threshold: float, dedup: int = 10_000):
+    def __init__(self, topic: str, dedup: int = 10_000):
         self.topic = topic
-        self.threshold = threshold
         self.dedup = dedup
         self._recent: OrderedDict[str, None] = OrderedDict()
 
@@ -38,12 +39,12 @@ class Escalator:
     def from_config(cls, config) -> "Escalator | None":
         if not config.escalation_topic:
             return None
-        return cls(config.escalation_topic, config.low_confidence, config.escalation_dedup)
+        return cls(config.escalation_topic, config.escalation_dedup)
 
     def escalate(self, message, result: Classification, kubernetes: dict | None,
                  model_version: str) -> tuple[bytes, bytes] | None:
-        """(key, value) to send to the escalation topic, or None: confident, or escalated recently."""
-        if result.confidence >= self.threshold or self._seen_recently(result.template):
+        """(key, value) to send to the escalation topic, or None: kept (escalate false), or escalated recently."""
+        if not result.escalate or self._seen_recently(result.template):
             return None
         value = escalation_value(message, result, kubernetes, model_version)
         return template_id(result.template).encode(), value
@@ -71,6 +72,7 @@ def escalation_value(message, result: Classification, kubernetes: dict | None, m
         "line_truncated": len(result.line) > max_line_chars,
         "template": {"id": template_id(result.template), "key": result.template},
         "student": {"label": result.label, "confidence": round(result.confidence, 4), "probs": result.probs},
+        **{name: value for name, value in result.verdict_fields().items() if name != "escalate"},
         "model_version": model_version,
         "source": source(message),
     }

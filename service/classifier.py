@@ -1,7 +1,9 @@
-"""The classification path for one batch of lines: decode → parse → mask → cache → model.
+"""The classification path for one batch of lines: decode → parse → mask → cache → model → verdict.
 
 Every input line comes back as exactly one result: a Classification, or a LineError that says
-why the line could not be classified. Nothing is dropped, nothing raises per line.
+why the line could not be classified. Nothing is dropped, nothing raises per line. A
+Classification carries the cascade's decision (`escalate`, service/confidence.py): calibrated
+confidence under τ or an out-of-distribution score over δ sends it to the teacher.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from service.artifact import load_artifact
 from service.cache import TemplateCache
+from service.confidence import EscalationPolicy, EvidenceTable, Neighbour
 from service.inference import OnnxStudent
 from service.masking import key_of
 from service.parsing import ParsedLine, parse_line
@@ -26,18 +29,57 @@ MEMO_MAX_CHARS = 256
 ERROR_PREVIEW_CHARS = 200
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The model's answer for one template key (what the cache holds): calibrated probabilities, the
+    OOD score and nearest training template (None without an index in the artifact)."""
+    probs: np.ndarray
+    ood: float | None = None
+    evidence: Neighbour | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A Verdict read for the lines of one batch: built once per template, shared by its lines."""
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    ood: float | None
+    evidence: Neighbour | None
+    escalation_reason: str | None  # LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, BOTH (confidence.py); None: kept
+
+    @property
+    def escalate(self) -> bool:
+        return self.escalation_reason is not None
+
+
 @dataclass
 class Classification:
     line: str
     template: str
-    label: str
-    confidence: float
-    probs: dict[str, float]
+    answer: Answer
     parsed: ParsedLine
+
+    label = property(lambda self: self.answer.label)
+    confidence = property(lambda self: self.answer.confidence)
+    probs = property(lambda self: self.answer.probs)
+    ood = property(lambda self: self.answer.ood)
+    evidence = property(lambda self: self.answer.evidence)
+    escalate = property(lambda self: self.answer.escalate)
+    escalation_reason = property(lambda self: self.answer.escalation_reason)
+
+    def verdict_fields(self) -> dict:
+        """The cascade's decision and why, as every result (classify, serve, escalations) spells it."""
+        record = {"escalate": self.escalate, "escalation_reason": self.escalation_reason}
+        if self.ood is not None:
+            record["ood"] = round(self.ood, 4)
+        if self.evidence is not None:
+            record["evidence"] = self.evidence.to_record()
+        return record
 
     def to_record(self) -> dict:
         return {"line": self.line, "label": self.label, "confidence": round(self.confidence, 4),
-                "probs": self.probs, "template": self.template}
+                "probs": self.probs, "template": self.template, **self.verdict_fields()}
 
 
 @dataclass
@@ -52,9 +94,13 @@ class LineError:
 
 class Classifier:
     def __init__(self, student: OnnxStudent, cache_size: int = 50_000,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, policy: EscalationPolicy | None = None):
         self.student = student
         self.labels = student.labels
+        self.policy = policy or EscalationPolicy()
+        # Older artifacts have no OOD model and no evidence (table and graph output go together).
+        self.familiarity = student.artifact.familiarity
+        self.evidence: EvidenceTable | None = student.artifact.evidence if student.has_nearest else None
         self.cache = TemplateCache(cache_size)
         # Masking is the costliest step of a cache hit (tens of µs of regexes). Messages repeat
         # exactly (a probe failing every 10 s, one error from 50 pods, envelope timestamps aside),
@@ -65,9 +111,10 @@ class Classifier:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, threads: int = 2, batch_size: int = 32,
-                 cache_size: int = 50_000, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> "Classifier":
+                 cache_size: int = 50_000, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 policy: EscalationPolicy | None = None) -> "Classifier":
         student = OnnxStudent(load_artifact(model_dir), threads=threads, batch_size=batch_size)
-        return cls(student, cache_size=cache_size, max_line_bytes=max_line_bytes)
+        return cls(student, cache_size=cache_size, max_line_bytes=max_line_bytes, policy=policy)
 
     @property
     def model_version(self) -> str:
@@ -94,11 +141,11 @@ class Classifier:
         return [next(classified) if isinstance(d, str) else d for d in decoded]
 
     def classify_texts(self, texts: list[str]) -> list[Classification]:
-        """One Classification per text. Lines of one template share one (read-only) probs dict."""
+        """One Classification per text. Lines of one template share one (read-only) Answer."""
         parsed = [parse_line(text) for text in texts]
         keys = self.template_keys(parsed)
-        answers = {key: self._answer(probs) for key, probs in self.probabilities(keys).items()}
-        return [Classification(text, key, *answers[key], parsed=p) for text, p, key in zip(texts, parsed, keys)]
+        answers = {key: self._answer(verdict) for key, verdict in self.verdicts(keys).items()}
+        return [Classification(text, key, answers[key], parsed=p) for text, p, key in zip(texts, parsed, keys)]
 
     def template_keys(self, parsed: list[ParsedLine]) -> list[str]:
         """masking.template_key of each line, through the memo of exact (message, level) repeats."""
@@ -110,8 +157,12 @@ class Classifier:
         return key_of(message, level)
 
     def probabilities(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """Probabilities per distinct key: from the cache, else one batched model call for all misses."""
-        found: dict[str, np.ndarray] = {}
+        """Calibrated probabilities per distinct key."""
+        return {key: verdict.probs for key, verdict in self.verdicts(keys).items()}
+
+    def verdicts(self, keys: list[str]) -> dict[str, Verdict]:
+        """A Verdict per distinct key: from the cache, else one batched model call for all misses."""
+        found: dict[str, Verdict] = {}
         misses: list[str] = []
         for key in keys:
             if key in found:
@@ -124,16 +175,32 @@ class Classifier:
             else:
                 found[key] = cached
         if misses:
-            for key, probs in zip(misses, self.student.predict_proba(misses)):
-                self.cache.put(key, probs)
-                found[key] = probs
+            for key, verdict in zip(misses, self.judge(misses)):
+                self.cache.put(key, verdict)
+                found[key] = verdict
         return found
 
-    def _answer(self, probs: np.ndarray) -> tuple[str, float, dict[str, float]]:
-        """(label, confidence, probs by label) for one template: built once per batch, not per line."""
+    def judge(self, keys: list[str]) -> list[Verdict]:
+        """The model on template keys: calibrated probabilities, and the OOD score and evidence where the
+        artifact has them."""
+        outputs = self.student.run(keys)
+        probs = self.student.calibrated(outputs["logits"]).astype(np.float32)
+        probs.setflags(write=False)  # cached and shared between lines: nobody may change an answer
+        ood = self.familiarity.ood_score(keys) if self.familiarity is not None else [None] * len(keys)
+        evidence = [None] * len(keys)
+        if self.evidence is not None:
+            evidence = [self.evidence.neighbour(int(row), similarity)
+                        for row, similarity in zip(outputs["nearest_row"], outputs["nearest_similarity"])]
+        return [Verdict(p, None if score is None else float(score), near)
+                for p, score, near in zip(probs, ood, evidence)]
+
+    def _answer(self, verdict: Verdict) -> Answer:
+        """Label, confidence, probs by label and the escalation decision for one template: once per batch."""
+        probs = verdict.probs
         best = int(np.argmax(probs))
-        return (self.labels[best], float(probs[best]),
-                {label: round(float(p), 4) for label, p in zip(self.labels, probs)})
+        confidence = float(probs[best])
+        return Answer(self.labels[best], confidence, {label: round(float(p), 4) for label, p in zip(self.labels, probs)},
+                      verdict.ood, verdict.evidence, self.policy.reason(confidence, verdict.ood))
 
 
 def preview(raw: bytes) -> str:

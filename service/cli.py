@@ -65,7 +65,25 @@ def add_classify_command(commands) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--cache-size", type=int, default=50_000, help="template cache entries (0 disables)")
     p.add_argument("--max-line-bytes", type=int, default=64 * 1024)
+    add_policy_arguments(p)
     p.set_defaults(handler=run_classify)
+
+
+def add_policy_arguments(parser) -> None:
+    """τ and δ of the cascade's decision (service/confidence.py), as `serve` spells them."""
+    from service.confidence import EscalationPolicy
+
+    parser.add_argument("--low-confidence", type=float, default=EscalationPolicy.low_confidence,
+                        help="escalate results under this calibrated confidence (τ; default %(default)s)")
+    parser.add_argument("--max-ood", type=float, default=EscalationPolicy.max_ood,
+                        help="escalate results over this out-of-distribution score (δ; 1: never; "
+                             "default %(default)s)")
+
+
+def policy_of(args):
+    from service.confidence import EscalationPolicy
+
+    return EscalationPolicy(args.low_confidence, args.max_ood)
 
 
 def run_classify(args) -> int:
@@ -74,7 +92,8 @@ def run_classify(args) -> int:
 
     try:
         classifier = Classifier.from_dir(args.model, threads=args.threads, batch_size=args.batch_size,
-                                         cache_size=args.cache_size, max_line_bytes=args.max_line_bytes)
+                                         cache_size=args.cache_size, max_line_bytes=args.max_line_bytes,
+                                         policy=policy_of(args))
     except ArtifactError as exc:
         print(f"logdistill: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from service.confidence import EscalationPolicy
+
 ENV_PREFIX = "LOGDISTILL_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
@@ -38,7 +40,12 @@ class ServeConfig:
     max_message_bytes: int = opt(1024 * 1024, "largest Kafka message unwrapped (envelope included)")
     only_problems: bool = opt(False, "emit only results whose label is not --normal-label (all are still counted)")
     normal_label: str = opt("normal", "the label --only-problems leaves out")
-    low_confidence: float = opt(0.5, "confidence under which a result counts as low-confidence")
+    # The cascade's one decision (service/confidence.py): a result is escalated to the teacher when its
+    # calibrated confidence is under low_confidence (τ) or its out-of-distribution score is over max_ood (δ).
+    low_confidence: float = opt(EscalationPolicy.low_confidence, "calibrated confidence under which a result is "
+                                                                 "escalated (τ)")
+    max_ood: float = opt(EscalationPolicy.max_ood, "out-of-distribution score over which a result is escalated (δ): the share of "
+                               "held-out real log templates nearer to the training set than the line; 1: off")
     # Model updates and the teacher loop (reload.py, cascade.py, feedback.py)
     reload_interval_s: float = opt(10.0, "how often the model directory is checked for a new model, between "
                                          "batches (0: never)")

@@ -132,8 +132,12 @@ def render(s: Snapshot, final: bool = False):
         overview.add_row("cache hit ratio", f"{m.value('logdistill_cache_hit_ratio'):.1%}")
         overview.add_row("classify p50 / p99", latency(m, "logdistill_classify_latency_seconds"))
         overview.add_row("end-to-end lag p50 / p99", latency(m, "logdistill_end_to_end_lag_seconds"))
-        overview.add_row("low confidence", f"{int(m.value('logdistill_low_confidence_total')):,} lines, "
-                                           f"{int(m.value('logdistill_escalations_total')):,} escalated")
+        reasons = m.by_label("logdistill_escalated_lines_total", "reason")
+        escalated = int(sum(reasons.values()))
+        why = ", ".join(f"{reason.replace('_', ' ')} {int(n):,}" for reason, n in reasons.items() if n)
+        overview.add_row("escalate", f"{escalated:,} lines{f' ({why})' if why else ''}; "
+                                     f"{int(m.value('logdistill_escalations_total')):,} sent to the teacher "
+                                     "(once per template)")
         novelty = m.by_label("logdistill_template_novelty_total", "template")
         if sum(novelty.values()):
             overview.add_row("novel templates", f"{novelty.get('novel', 0) / sum(novelty.values()):.1%} of lines "

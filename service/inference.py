@@ -1,7 +1,8 @@
 """Batched student inference with ONNX Runtime and the `tokenizers` WordPiece tokenizer.
 
 Texts are sorted by length before batching so each batch pads to a similar length: on short
-log templates padding is most of the work otherwise.
+log templates padding is most of the work otherwise. Probabilities are calibrated: the logits are
+divided by the artifact's fitted temperature (service/confidence.py) before the softmax.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from service.artifact import ModelArtifact
+from service.confidence import temperature_of
+
+# With an evidence index (training/distill/export.py), the graph also gives each line's nearest training template.
+NEAREST_OUTPUTS = ("nearest_similarity", "nearest_row")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -33,6 +38,9 @@ class OnnxStudent:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(artifact.file("model.onnx")), options,
                                             providers=["CPUExecutionProvider"])
+        # Graphs without an evidence index (older artifacts, test exports) give logits only.
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in ("logits", *NEAREST_OUTPUTS)]
+        self.temperature = temperature_of(artifact.config)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -48,19 +56,33 @@ class OnnxStudent:
             attention_mask[row, : len(encoding.ids)] = 1
         return input_ids, attention_mask
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        """Raw logits, (len(texts), n_labels), in input order."""
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
+    @property
+    def has_nearest(self) -> bool:
+        return NEAREST_OUTPUTS[0] in self.outputs
+
+    def run(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Every output of the graph, in input order: "logits" (raw, (len(texts), n_labels)) and, with an
+        evidence index, "nearest_similarity" and "nearest_row" (len(texts),)."""
+        out = {"logits": np.zeros((len(texts), len(self.labels)), dtype=np.float32)}
+        if self.has_nearest:
+            out.update(nearest_similarity=np.zeros(len(texts), dtype=np.float32),
+                       nearest_row=np.zeros(len(texts), dtype=np.int64))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             rows = order[start: start + self.batch_size]
             input_ids, attention_mask = self.encode([texts[i] for i in rows])
-            (batch_logits,) = self.session.run(["logits"], {"input_ids": input_ids,
-                                                             "attention_mask": attention_mask})
-            out[rows] = batch_logits
+            values = self.session.run(self.outputs, {"input_ids": input_ids, "attention_mask": attention_mask})
+            for name, value in zip(self.outputs, values):
+                out[name][rows] = value
         return out
 
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Raw (uncalibrated) logits, (len(texts), n_labels), in input order."""
+        return self.run(texts)["logits"]
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(np.asarray(logits) / self.temperature)
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return softmax(self.logits(texts))
+        """Calibrated probabilities."""
+        return self.calibrated(self.logits(texts))

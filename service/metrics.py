@@ -24,6 +24,7 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 DEAD_LETTER_REASONS = ("invalid_utf8", "empty", "too_long", "no_message", "produce_failed", "classify_failed")
 KAFKA_OPERATIONS = ("poll", "produce", "commit", "connect")
+ESCALATION_REASONS = ("low_confidence", "out_of_distribution", "both")  # service/confidence.py
 
 
 class ServeMetrics:
@@ -42,6 +43,12 @@ class ServeMetrics:
                              ["label"], registry=r)
         self.low_confidence = Counter("logdistill_low_confidence", "Classified lines under the confidence "
                                       "threshold", registry=r)
+        # The cascade's decision per line (service/confidence.py): escalated, and why; and the lines that look
+        # like nothing the student learnt (their share rising is drift).
+        self.escalated_lines = Counter("logdistill_escalated_lines", "Classified lines with escalate=true, by "
+                                       "reason: low_confidence, out_of_distribution or both", ["reason"], registry=r)
+        self.out_of_distribution = Counter("logdistill_out_of_distribution_lines", "Classified lines whose "
+                                           "out-of-distribution score is over --max-ood", registry=r)
         self.dead_letters = Counter("logdistill_dead_letters", "Messages sent to the dead-letter topic",
                                     ["reason"], registry=r)
         self.messages = Counter("logdistill_messages", "Messages consumed", registry=r)
@@ -61,8 +68,8 @@ class ServeMetrics:
         self.model_reloads = Counter(
             "logdistill_model_reloads", "New models found in the model directory: ok (now served) or rejected "
             "(failed verification or loading; the previous model keeps serving)", ["result"], registry=r)
-        self.escalations = Counter("logdistill_escalations", "Low-confidence results sent to the escalation "
-                                   "topic for teacher labelling", registry=r)
+        self.escalations = Counter("logdistill_escalations", "Results with escalate=true sent to the escalation "
+                                   "topic for teacher labelling (once per template and model)", registry=r)
         self.feedback = Counter("logdistill_feedback", "Teacher answers from the feedback topic, by whether the "
                                 "served student's label agrees", ["result"], registry=r)
         self.online_accuracy = Gauge("logdistill_online_accuracy", "Share of the most recent teacher answers "
@@ -72,7 +79,8 @@ class ServeMetrics:
             "training set (drift signal; stays 0 for artifacts without templates.json)", ["template"], registry=r)
         self.online_accuracy.set(float("nan"))
         for counter, values in ((self.model_reloads, ("ok", "rejected")), (self.feedback, ("agree", "disagree")),
-                                (self.template_novelty, ("seen", "novel")), (self.dead_letters, ("bad_feedback",))):
+                                (self.template_novelty, ("seen", "novel")), (self.dead_letters, ("bad_feedback",)),
+                                (self.escalated_lines, ESCALATION_REASONS)):
             for value in values:  # every series present from the start, as below
                 counter.labels(value)
         for reason in DEAD_LETTER_REASONS:  # so rate() and alerts see 0 rather than no series

@@ -7,7 +7,7 @@ The envelope is unwrapped here; the inner line may itself be CRI, JSON or klog (
 
 Out, per input message, exactly one of:
   result       JSON on the output topic: line, label, confidence, top-3 probs, template,
-               model version, source topic/partition/offset/timestamp, kubernetes metadata.
+               escalate (+ escalation_reason, ood, evidence: service/confidence.py), model version, source topic/partition/offset/timestamp, kubernetes metadata.
   dead letter  on the dead-letter topic: the ORIGINAL value bytes (cut to a size limit), the
                original key and headers, plus `logdistill.*` headers giving the reason.
                Raw bytes rather than a JSON wrapper: nothing to escape, no base64 growth, and
@@ -106,6 +106,7 @@ def result_value(message, result: Classification, kubernetes: dict | None, model
         "probs": dict(top),
         "level": result.parsed.level,
         "template": {"id": template_id(result.template), "key": result.template},
+        **result.verdict_fields(),  # escalate, escalation_reason, ood, evidence (confidence.py)
         "model_version": model_version,
         "source": source(message),
     }

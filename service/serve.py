@@ -34,6 +34,7 @@ from service.config import ServeConfig
 from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag, coordinator_reachable,
                               make_consumer, make_producer)
 from service.metrics import Health, ServeMetrics
+from service.confidence import BOTH, OUT_OF_DISTRIBUTION, EscalationPolicy
 from service.novelty import NoveltyTracker
 from service.records import dead_letter, result_value, unwrap
 
@@ -117,6 +118,9 @@ class Server:
                  metrics: ServeMetrics | None = None, health: Health | None = None,
                  shutdown: Shutdown | None = None, reloader=None):
         self.config = config
+        # The cascade's one decision (confidence.py), from the serve settings, for every model served.
+        self.policy = EscalationPolicy(config.low_confidence, config.max_ood)
+        classifier.policy = self.policy
         self.classifier = classifier
         self.consumer = consumer
         self.producer = producer
@@ -215,13 +219,17 @@ class Server:
         self.novelty.observe(result.template)
         if result.confidence < self.config.low_confidence:
             self.metrics.low_confidence.inc()
+        if result.escalate:
+            self.metrics.escalated_lines.labels(result.escalation_reason).inc()
+            if result.escalation_reason in (OUT_OF_DISTRIBUTION, BOTH):
+                self.metrics.out_of_distribution.inc()
         if self.config.only_problems and result.label == self.config.normal_label:
             return None  # counted above, committed with the batch, not produced
         value = result_value(record, result, kubernetes, self.model_version)
         return Output(self.config.output_topic, record.key, value, [], record)
 
     def escalation_for(self, record, result: Classification | LineError, kubernetes: dict | None) -> Output | None:
-        """Low confidence: a copy for the teacher, delivered (and acknowledged) with the batch."""
+        """escalate=true: a copy for the teacher, delivered (and acknowledged) with the batch."""
         if self.escalator is None or isinstance(result, LineError):
             return None
         escalation = self.escalator.escalate(record, result, kubernetes, self.model_version)
@@ -356,6 +364,7 @@ class Server:
             self.use_classifier(new)
 
     def use_classifier(self, classifier: Classifier) -> None:
+        classifier.policy = self.policy
         self.classifier = classifier
         self.model_version = classifier.model_version
         self.metrics.set_model(classifier.model_version, classifier.labels, classifier.cache)

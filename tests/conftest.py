@@ -40,6 +40,21 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def whole_corpus_model(tmp_path_factory):
+    """(artifact dir, metrics) of a build on the whole default corpus with a tiny student and one epoch
+    (~1 min): its OOD model and splits are the real ones, its classifier is weak."""
+    from training import pipeline
+
+    if not (Path(pipeline.SHARED_DATA) / "loghub").is_dir():
+        pytest.skip("the whole-corpus build needs ../shared/data")
+    tmp = tmp_path_factory.mktemp("whole")
+    metrics = pipeline.build_model(pipeline.BuildConfig(
+        out_dir=str(tmp / "model"), label_store=str(tmp / "ls.sqlite"), student=dict(TINY_STUDENT),
+        train={"epochs": 1}, augment_variants=1, seed_lines_per_template=2, progress=False))
+    return tmp / "model", metrics
+
+
+@pytest.fixture(scope="session")
 def logdistill_exe() -> Path:
     """The installed `logdistill` console script of this venv."""
     exe = Path(sys.executable).parent / "logdistill"

@@ -1,5 +1,6 @@
-"""Low-confidence cascade (service/cascade.py): unsure results also go to the escalation topic, once
-per template and model, with what a teacher needs, and inside the batch's at-least-once delivery."""
+"""The cascade (service/cascade.py): results with escalate=true (unsure, or out of distribution) also go
+to the escalation topic, once per template and model, with what a teacher needs, and inside the batch's
+at-least-once delivery."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_every_low_confidence_template_is_escalated_once_with_what_a_teacher_nee
 
 
 def test_threshold_dedup_off_only_problems_and_off_switch(classifier):
-    confident = server_for(classifier, low_confidence=0.0, escalation_topic="esc")  # nothing is unsure
+    confident = server_for(classifier, low_confidence=0.0, max_ood=1.0, escalation_topic="esc")  # nothing is
     assert not any(o.escalation for o in confident.classify(records_for(LINES)))
 
     every_line = server_for(classifier, low_confidence=1.01, escalation_topic="esc", escalation_dedup=0)
@@ -82,10 +83,30 @@ def test_threshold_dedup_off_only_problems_and_off_switch(classifier):
     assert off.escalator is None and not any(o.escalation for o in off.classify(records_for(LINES)))
 
 
+def test_out_of_distribution_lines_are_escalated_with_their_reason_evidence_and_metrics(classifier):
+    # δ below every score: each line counts as out of distribution, however confident the student is.
+    server = server_for(classifier, low_confidence=0.0, max_ood=-1.0, escalation_topic="esc")
+    outputs = server.classify(records_for(LINES))
+    results = [json.loads(o.value) for o in outputs if o.is_result]
+    escalations = [json.loads(o.value) for o in outputs if o.escalation]
+    assert all(r["escalate"] and r["escalation_reason"] == "out_of_distribution" for r in results)
+    assert len(escalations) == 3 and all(e["escalation_reason"] == "out_of_distribution" for e in escalations)
+    assert all(e["evidence"]["template"] and 0 <= e["ood"] <= 1 for e in escalations)
+    exposition = server.metrics.exposition().decode()
+    assert f'logdistill_escalated_lines_total{{reason="out_of_distribution"}} {float(len(LINES))}' in exposition
+    assert f"logdistill_out_of_distribution_lines_total {float(len(LINES))}" in exposition
+
+    kept = server_for(classifier, low_confidence=0.0, max_ood=1.0, escalation_topic="esc")
+    results = [json.loads(o.value) for o in kept.classify(records_for(LINES)) if o.is_result]
+    assert not any(r["escalate"] for r in results) and all(r["escalation_reason"] is None for r in results)
+
+
 def test_long_lines_are_cut_and_a_refused_escalation_shrinks():
     line = "x" * (3 * MAX_LINE_CHARS)
-    result = SimpleNamespace(line=line, template="x", label="normal", confidence=0.1, probs={"normal": 1.0})
-    escalation = Escalator("esc", threshold=0.5).escalate(records_for([b""])[0], result, None, "v")
+    result = SimpleNamespace(line=line, template="x", label="normal", confidence=0.1, probs={"normal": 1.0},
+                             escalate=True, verdict_fields=lambda: {"escalate": True,
+                                                                    "escalation_reason": "low_confidence"})
+    escalation = Escalator("esc").escalate(records_for([b""])[0], result, None, "v")
     key, value = escalation
     record = json.loads(value)
     assert key == template_id("x").encode()

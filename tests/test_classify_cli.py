@@ -151,13 +151,13 @@ def counted(tiny_model):
     """A cached classifier whose model calls are recorded (each call's list of keys)."""
     classifier = Classifier.from_dir(tiny_model[0], threads=1)
     calls: list[list[str]] = []
-    predict = classifier.student.predict_proba
+    run = classifier.student.run  # the one model call of the classification path
 
     def recording(texts):
         calls.append(list(texts))
-        return predict(texts)
+        return run(texts)
 
-    classifier.student.predict_proba = recording
+    classifier.student.run = recording
     return classifier, calls
 
 

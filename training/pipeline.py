@@ -28,7 +28,11 @@ from training.corpus import k8s_corpus
 from training.corpus.augment import augment_line
 from training.corpus.readers import (K8S_LABELS_SYSTEM, LogRecord, Template, dedup_templates, read_jsonl,
                                      read_k8s_labels, read_loghub_dir, read_text_file)
-from training.distill.loop import TrainConfig, predict_logits, train_student
+from training.distill.loop import TrainConfig, predict_logits, predict_pooled, train_student
+from service.confidence import NEIGHBOURS_FILE, EvidenceTable
+from service.familiarity import NGRAMS_FILE
+from training.evaluation.calibration import (calibration_report, fit_familiarity, fit_temperature,
+                                             plot_reliability, policy_outcome, risk_coverage)
 from training.evaluation.held_out import HeldOut
 from training.evaluation.metrics import agreement, plot_confusion
 from training.evaluation.splits import component_split, gold_index, sample_groups, split_by_group, split_stable
@@ -46,6 +50,7 @@ from training.distill.tokenizer import train_wordpiece, with_cls_sep
 # ../shared/data beside the checkout; LOGDISTILL_SHARED_DATA for an installed package (the train image).
 SHARED_DATA = Path(os.environ.get("LOGDISTILL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HELDOUT_FILE = "heldout.json"
+NON_LOG_LINES = Path(__file__).resolve().parent / "data" / "non_log_lines.jsonl"
 
 
 @dataclass
@@ -75,6 +80,12 @@ class BuildConfig:
     # Whole programs held out (training/evaluation/splits.py component_split): software never seen.
     component_split: dict = field(default_factory=lambda: {"fraction": 0.12, "min_per_label": 10,
                                                            "max_component_share": 0.02})
+    # More whole programs held out, neither trained on nor scored: the confidence calibration and the
+    # out-of-distribution reference are fitted on them (training/evaluation/calibration.py). Empty: neither.
+    # 16% of the component-tagged templates: with 8%, the temperature fitted on a few dozen programs missed the
+    # component split's accuracy by 0.06 (ECE 0.066); with 16%, 0.041 (bench/results/cascade.md).
+    calibration_split: dict = field(default_factory=lambda: {"fraction": 0.16, "min_per_label": 5,
+                                                             "max_component_share": 0.02})
     # Real lines with hand-checked labels, scored through the runtime: evaluation only, never trained on.
     eval_lines: list[str] = field(default_factory=lambda: [str(p) for p in [SHARED_DATA / "k8s_dev_lines.csv"]
                                                            if p.exists()])
@@ -113,6 +124,8 @@ class TrainingData:
     test_templates: list[Template]       # the template split: unseen templates of programs seen in training
     component_templates: list[Template]  # the component split: every template of the held-out programs
     components: list[str]                # the programs held out whole
+    calibration_templates: list[Template]  # more whole programs: fit confidence and OOD, never trained on
+    calibration_components: list[str]
     soft: dict[str, np.ndarray]        # teacher distribution per labelled template key (train + held-out)
     texts: list[str]                   # training inputs: the labelled train templates, then augmented keys
     probs: list[np.ndarray]            # the teacher distribution for each of `texts`
@@ -124,6 +137,10 @@ class TrainingData:
 
     def component_held_out(self) -> HeldOut:
         return HeldOut.build(self.component_templates, self.gold_teacher, self.soft, self.taxonomy,
+                             source_key="component")
+
+    def calibration_held_out(self) -> HeldOut:
+        return HeldOut.build(self.calibration_templates, self.gold_teacher, self.soft, self.taxonomy,
                              source_key="component")
 
 
@@ -163,46 +180,65 @@ def build_model(cfg: BuildConfig) -> dict:
     history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
                             progress=cfg.progress, hidden_targets=hidden_targets)
 
-    # 6. Evaluate on held-out templates, then export and re-evaluate through the runtime.
+    # 6. Export a draft; fit confidence (temperature, neighbour index) on the calibration split with the
+    # draft's int8 runtime; then score every held-out set through the calibrated runtime users get.
     fp32_logits = predict_logits(model, tokenizer, evaluation.keys)
     version = model_version(cfg, data.teacher_id, train_texts)
     config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": data.teacher_id,
               "student": student_cfg.to_dict(), "train": train_cfg.to_dict(), "build": _build_settings(cfg),
               "n_parameters": model.n_parameters(), "loss_history": [round(x, 5) for x in history]}
-    with tempfile.TemporaryDirectory() as scratch:  # scored through the runtime: the int8 model users get
-        runtime = Classifier.from_dir(write_artifact(Path(scratch) / "draft", model, tokenizer, taxonomy, config),
-                                      cache_size=0)
-        metrics = evaluation.metrics(runtime.student.predict_proba(evaluation.keys), fp32_logits)
-        if components.keys:
-            metrics["component_split"] = {
-                "components": data.components,
-                **components.metrics(runtime.student.predict_proba(components.keys),
-                                     predict_logits(model, tokenizer, components.keys))}
-        if cfg.eval_lines:
-            metrics["real_lines"] = score_eval_lines(runtime, cfg.eval_lines)
+    scratch_dir = tempfile.TemporaryDirectory()
+    scratch = Path(scratch_dir.name)
+    # Evidence: every labelled training template, searched in the graph by pooled-vector similarity.
+    evidence_keys = train_texts[:n_original]
+    evidence_index = predict_pooled(model, tokenizer, evidence_keys)
+    evidence_labels = [taxonomy.labels[i] for i in np.stack(train_probs[:n_original]).argmax(axis=1)]
+    confidence_files = {NEIGHBOURS_FILE: EvidenceTable(evidence_keys, evidence_labels).write(scratch)}
+    draft = Classifier.from_dir(write_artifact(scratch / "draft", model, tokenizer, taxonomy, config), cache_size=0)
+    calibration_split = data.calibration_held_out()
+    fitted, ood_files = fit_confidence(draft.student, calibration_split, train_texts, scratch)
+    confidence_files.update(ood_files)
+    if fitted:
+        config["calibration"] = {**fitted, "components": data.calibration_components}
+    runtime = Classifier.from_dir(write_artifact(scratch / "calibrated", model, tokenizer, taxonomy, config,
+                                                 extra_files=confidence_files, evidence_index=evidence_index),
+                                  cache_size=0)
+    metrics = evaluation.metrics(runtime.student.predict_proba(evaluation.keys), fp32_logits)
+    if components.keys:
+        metrics["component_split"] = {
+            "components": data.components,
+            **components.metrics(runtime.student.predict_proba(components.keys),
+                                 predict_logits(model, tokenizer, components.keys))}
+    if cfg.eval_lines:
+        metrics["real_lines"] = score_eval_lines(runtime, cfg.eval_lines)
+    metrics["confidence"] = confidence_metrics(draft.student, runtime, {
+        "calibration_split": calibration_split, "template_split": evaluation, "component_split": components})
     # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
     seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
     metrics["seen_templates"] = {"templates": n_original, "agreement_with_teacher":
                                  agreement(seen_logits, np.stack(train_probs[:n_original]))}
     metrics.update({**extra_metrics, "build_seconds": round(time.time() - started, 1)})
 
-    # 7. The final artifact, with metrics, confusion matrix and model card.
-    with tempfile.TemporaryDirectory() as scratch:
-        extra_files = {}
+    # 7. The final artifact, with metrics, confusion matrices, reliability diagram and model card.
+    with scratch_dir:
+        extra_files = dict(confidence_files)
         for name, split, title in (("confusion.png", metrics, "held-out templates"),
                                    ("confusion_components.png", metrics.get("component_split"), "held-out programs")):
             if split:
-                extra_files[name] = Path(scratch) / name
+                extra_files[name] = scratch / name
                 plot_confusion(np.array(split["student"]["templates"]["confusion"]), taxonomy.labels,
                                extra_files[name], f"student vs gold, {title} ({version})")
-        extra_files["model_card.md"] = Path(scratch) / "model_card.md"
+        if metrics["confidence"].get("splits"):
+            extra_files["reliability.png"] = scratch / "reliability.png"
+            plot_reliability(metrics["confidence"]["splits"], extra_files["reliability.png"],
+                             f"reliability before and after temperature scaling ({version})")
+        extra_files["model_card.md"] = scratch / "model_card.md"
         write_model_card(extra_files["model_card.md"], config, metrics, taxonomy)
         if cfg.held_out_groups is not None:  # what a retrain scores the served model on (same keys, same gold)
-            extra_files[HELDOUT_FILE] = evaluation.write(Path(scratch) / HELDOUT_FILE,
+            extra_files[HELDOUT_FILE] = evaluation.write(scratch / HELDOUT_FILE,
                                                          data.test_templates + data.component_templates)
         out = write_artifact(cfg.out_dir, model, tokenizer, taxonomy, config, metrics,
-                             extra_files=extra_files,
-                             train_templates=train_texts)
+                             extra_files=extra_files, train_templates=train_texts, evidence_index=evidence_index)
     log(f"wrote {out} ({version}) in {time.time() - started:.0f}s")
     log(summary_line(metrics))
     return metrics
@@ -230,6 +266,11 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
     held_components = set(components)
     component_templates = [t for t in templates if t.meta.get("component") in held_components]
     rest = [t for t in templates if t.meta.get("component") not in held_components]
+    # Then the calibration programs, from what is left, with their own seed.
+    calibration_components = (component_split(rest, gold_teacher, seed=cfg.seed + 1, **cfg.calibration_split)
+                              if cfg.calibration_split else [])
+    calibration_templates = [t for t in rest if t.meta.get("component") in set(calibration_components)]
+    rest = [t for t in rest if t.meta.get("component") not in set(calibration_components)]
     if cfg.held_out_groups is None:
         train_templates, test_templates = split_by_group(rest, gold_teacher, cfg.test_fraction, cfg.seed)
     else:
@@ -241,12 +282,13 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
         train_templates = random.Random(cfg.seed).sample(train_templates,
                                                          min(cfg.max_train_templates, len(train_templates)))
     if cfg.max_test_templates:  # a slow teacher (a local LLM on CPU) labels a sample of each held-out set
-        test_templates, component_templates = (
+        test_templates, component_templates, calibration_templates = (
             random.Random(cfg.seed).sample(held, min(cfg.max_test_templates, len(held)))
-            for held in (test_templates, component_templates))
+            for held in (test_templates, component_templates, calibration_templates))
     log(f"split: {len(train_templates)} train / {len(test_templates)} held-out templates / "
-        f"{len(component_templates)} templates of {len(components)} held-out components")
-    held_out_templates = test_templates + component_templates
+        f"{len(component_templates)} templates of {len(components)} held-out components / "
+        f"{len(calibration_templates)} calibration templates of {len(calibration_components)} components")
+    held_out_templates = test_templates + component_templates + calibration_templates
 
     # 3. Teacher soft labels (through the label store: each template is paid for once).
     teacher = make_teacher(cfg, taxonomy, gold_teacher)
@@ -289,7 +331,9 @@ def prepare_training_data(cfg: BuildConfig, log=lambda message: None) -> Trainin
                **extra_metrics}
     return TrainingData(taxonomy=taxonomy, gold_teacher=gold_teacher, teacher_id=teacher.teacher_id,
                         train_templates=train_templates, test_templates=test_templates,
-                        component_templates=component_templates, components=components, soft=soft,
+                        component_templates=component_templates, components=components,
+                        calibration_templates=calibration_templates,
+                        calibration_components=calibration_components, soft=soft,
                         texts=train_texts, probs=train_probs, n_templates=n_original, metrics=metrics)
 
 
@@ -418,6 +462,51 @@ def score_eval_lines(classifier: Classifier, paths: list[str]) -> dict:
     return {**evaluate_lines(classifier, rows, bad_rows), "files": [Path(p).name for p in paths]}  # names, not paths
 
 
+def fit_confidence(student, calibration: HeldOut, train_texts: list[str], out_dir: Path) -> tuple[dict, dict]:
+    """From the calibration split, through the draft int8 runtime: the temperature (config.json's
+    "calibration") and the OOD model (its file). Without a calibration split: neither (T = 1, no OOD)."""
+    if not calibration.keys:
+        return {}, {}
+    temperature = fit_temperature(student.logits(calibration.keys), calibration.gold)
+    ood_model = fit_familiarity(train_texts, calibration.keys).write(out_dir)
+    fitted = {"temperature": round(temperature, 4), "method": "temperature scaling, gold-label NLL",
+              "fitted_on": "calibration split", "templates": len(calibration.keys)}
+    return fitted, {NGRAMS_FILE: ood_model}
+
+
+def confidence_metrics(draft_student, runtime: Classifier, splits: dict[str, HeldOut]) -> dict:
+    """Per held-out set: ECE before/after (15 bins), reliability, risk–coverage, OOD scores and what the
+    default escalation policy does; and the same policy on text that is not a log at all."""
+    out = {"temperature": runtime.student.temperature, "policy": asdict(runtime.policy), "splits": {},
+           "risk_coverage": {}, "policy_outcome": {}}
+    for name, split in splits.items():
+        if not split.keys:
+            continue
+        raw_logits = draft_student.logits(split.keys)
+        out["splits"][name] = calibration_report(raw_logits, split.gold, runtime.student.temperature)
+        verdicts = runtime.judge(split.keys)
+        confidence = np.array([v.probs.max() for v in verdicts])
+        correct = np.array([int(v.probs.argmax()) for v in verdicts]) == split.gold
+        ood = np.array([v.ood for v in verdicts]) if runtime.familiarity is not None else None
+        out["risk_coverage"][name] = risk_coverage(confidence, correct)
+        out["policy_outcome"][name] = policy_outcome(confidence, ood, correct, runtime.policy)
+    out["non_log_inputs"] = non_log_outcome(runtime)
+    return out
+
+
+def non_log_outcome(runtime: Classifier) -> dict:
+    """Text that is not a log (prose, code, SQL, base64, control bytes, other scripts...): the share
+    escalated, per kind. training/data/non_log_lines.jsonl, also what tests/test_confidence.py checks."""
+    rows = [json.loads(line) for line in NON_LOG_LINES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    results = runtime.classify_texts([r["text"] for r in rows])
+    kinds: dict[str, list[bool]] = {}
+    for row, result in zip(rows, results):
+        kinds.setdefault(row["kind"], []).append(result.escalate)
+    return {"n": len(rows), "escalated": round(float(np.mean([r.escalate for r in results])), 4),
+            "confident_normal": sum(r.label == "normal" and r.confidence >= 0.5 and not r.escalate for r in results),
+            "escalated_by_kind": {k: round(float(np.mean(v)), 4) for k, v in sorted(kinds.items())}}
+
+
 def summary_line(metrics: dict) -> str:
     s, k = (metrics[x]["templates"] for x in ("student", "keyword_baseline"))
     ci = metrics["student_accuracy_ci"]["templates"]
@@ -432,6 +521,13 @@ def summary_line(metrics: dict) -> str:
     if "real_lines" in metrics:
         r = metrics["real_lines"]
         parts.append(f"real lines: acc {r['accuracy']:.3f} F1 {r['macro_f1']:.3f} (n={r['n']})")
+    confidence = metrics.get("confidence", {})
+    if "component_split" in confidence.get("splits", {}):
+        c, o = confidence["splits"]["component_split"], confidence["policy_outcome"]["component_split"]
+        kept = "n/a" if o["kept_accuracy"] is None else f"{o['kept_accuracy']:.3f}"
+        parts.append(f"confidence: T {confidence['temperature']:.3g}, component ECE {c['ece_before']:.3f} → "
+                     f"{c['ece_after']:.3f}, escalated {o['escalated']:.1%} (kept acc {kept}), "
+                     f"non-logs escalated {confidence['non_log_inputs']['escalated']:.0%}")
     return " | ".join(parts)
 
 

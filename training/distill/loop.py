@@ -235,6 +235,16 @@ def predict_logits(model: Student, tokenizer: Tokenizer, texts: list[str], batch
     return np.concatenate(out) if out else np.zeros((0, model.cfg.n_labels), dtype=np.float32)
 
 
+@torch.no_grad()
+def predict_pooled(model: Student, tokenizer: Tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """The pooled vectors the head reads, (len(texts), dim): the evidence index's rows (export.py)."""
+    model.eval()
+    sequences = encode(tokenizer, texts, model.cfg.max_length)
+    out = [model.pool(*pad_batch(sequences[start: start + batch_size]))[0]
+           for start in range(0, len(sequences), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, model.cfg.dim))
+
+
 def _warmup_cosine(total_steps: int, warmup_fraction: float):
     warmup = max(1, int(total_steps * warmup_fraction))
 

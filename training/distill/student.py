@@ -79,6 +79,12 @@ class Student(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_hidden: bool = False):
+        pooled, hidden = self.pool(input_ids, attention_mask)
+        logits = self.head(pooled)
+        return (logits, hidden) if return_hidden else logits
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """(the pooled sentence vector the head reads, every block's output)."""
         seq = input_ids.shape[1]
         positions = torch.arange(seq, device=input_ids.device).unsqueeze(0)
         x = self.dropout(self.embed_proj(self.tokens(input_ids)) + self.positions(positions))
@@ -90,11 +96,29 @@ class Student(nn.Module):
             hidden.append(x)
         x = self.norm(x)
         pooled = (x * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-        logits = self.head(pooled)
-        return (logits, hidden) if return_hidden else logits
+        return pooled, hidden
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class WithNearest(nn.Module):
+    """What the runtime runs when the artifact has an evidence index: logits, and the training template
+    nearest to each line by cosine similarity of the pooled vectors (its similarity and row). Searched
+    inside the graph: onnxruntime's own threads do it in int8, where a numpy search after each batch
+    fought them for the 2 cores (service/confidence.py)."""
+
+    def __init__(self, student: Student, index: torch.Tensor):
+        super().__init__()
+        self.student = student
+        self.register_buffer("index_t", F.normalize(index, dim=-1).T.contiguous())  # (dim, templates)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        pooled, _ = self.student.pool(input_ids, attention_mask)
+        similarity = F.normalize(pooled, dim=-1) @ self.index_t
+        nearest = similarity.max(dim=-1)
+        return self.student.head(pooled), nearest.values, nearest.indices
+
 
 
 def _init_weights(module: nn.Module) -> None:

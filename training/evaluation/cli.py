@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from service.cli import add_policy_arguments, policy_of
+
 DESCRIPTION = """\
 Classify labelled log lines with a model artifact and score the answers: accuracy (95% bootstrap CI),
 macro-F1, per-label precision/recall/F1, confusion matrix, ECE, accuracy at 50/80/90% coverage, and
@@ -43,6 +45,7 @@ def register(commands) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-line-bytes", type=int, default=64 * 1024,
                    help="longer lines are bad rows (too_long), as `classify` refuses them")
+    add_policy_arguments(p)  # the report's "cascade": what this τ/δ would escalate, and the accuracy kept
     p.set_defaults(handler=run_evaluate)
 
 
@@ -56,7 +59,7 @@ def run_evaluate(args) -> int:
         for path in args.files:  # a wrong extension is refused before the model is loaded
             input_format(path, args.format)
         classifier = Classifier.from_dir(args.model, threads=args.threads, batch_size=args.batch_size,
-                                         max_line_bytes=args.max_line_bytes)
+                                         max_line_bytes=args.max_line_bytes, policy=policy_of(args))
         rows, bad = read_labelled(args.files, classifier.labels, fmt=args.format)
     except (ArtifactError, InputError) as exc:
         print(f"logdistill evaluate: {exc}", file=sys.stderr)
@@ -65,6 +68,9 @@ def run_evaluate(args) -> int:
     report = score(predictions, classifier.labels, [*bad, *refused], model_version=classifier.model_version,
                    files=["<stdin>" if f == "-" else f for f in args.files])
     report["model"] = str(args.model)
+    if report.get("cascade"):
+        report["cascade"]["policy"] = {"low_confidence": classifier.policy.low_confidence,
+                                       "max_ood": classifier.policy.max_ood}
     if args.predictions:
         try:
             with open(args.predictions, "w", encoding="utf-8") as out:
@@ -103,6 +109,12 @@ def render(report: dict, max_bad_shown: int = 20) -> str:
             f"{report['mean_confidence']:.4f}")
         coverage = "  ".join(f"{float(k):.0%}: {v:.4f}" for k, v in report["accuracy_at_coverage"].items())
         add(f"accuracy at coverage (most confident share kept)   {coverage}")
+        cascade = report["cascade"]
+        kept = "n/a" if cascade["kept_accuracy"] is None else f"{cascade['kept_accuracy']:.4f}"
+        caught = "n/a" if cascade["errors_caught"] is None else f"{cascade['errors_caught']:.0%}"
+        policy = cascade.get("policy", {})
+        add(f"cascade   escalate: {cascade['escalated']:.1%} of lines (--low-confidence {policy.get('low_confidence')}, "
+            f"--max-ood {policy.get('max_ood')}); accuracy kept {kept}; errors escalated {caught}")
         if "soft_agreement" in report:
             add(f"teacher   {report['n_with_probs']} rows with probs: soft agreement {report['soft_agreement']:.4f} "
                 f"(top label holds >= {report['soft_agreement_threshold']:g} of the teacher's mass), "

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, TextIO
 import numpy as np
 
 from service.classifier import LineError
+from training.evaluation.calibration import risk_coverage
 from training.evaluation.metrics import (accuracy_at_coverage, classification_report, expected_calibration_error,
                                          group_bootstrap_accuracy, soft_agreement, teacher_cross_entropy)
 
@@ -80,6 +81,7 @@ class Prediction:
     label: str
     confidence: float
     probs: np.ndarray  # the model's distribution, in its label order
+    escalate: bool = False  # the cascade's decision (service/confidence.py) under the classifier's policy
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -281,7 +283,7 @@ def predict_rows(classifier, rows: list[LabelledRow],
                 bad.append(BadRow(row.file, row.row, result.reason, result.error, _preview(row.line)))
         for row, result in answered:
             probs = np.asarray(exact[result.template], dtype=float)
-            predictions.append(Prediction(row, result.label, float(result.confidence), probs))
+            predictions.append(Prediction(row, result.label, float(result.confidence), probs, result.escalate))
     return predictions, bad
 
 
@@ -323,6 +325,7 @@ def score(predictions: list[Prediction], labels: Iterable[str], bad_rows: Iterab
             mean_confidence=round(float(np.mean([p.confidence for p in predictions])), 4),
             accuracy_at_coverage={key: round(value, 4)
                                   for key, value in accuracy_at_coverage(probs, gold, COVERAGES).items()},
+            cascade=cascade_report(predictions, correct),
         )
         with_teacher = [i for i, p in enumerate(predictions) if p.row.probs is not None]
         if with_teacher:
@@ -345,6 +348,16 @@ def score(predictions: list[Prediction], labels: Iterable[str], bad_rows: Iterab
     return report
 
 
+def cascade_report(predictions: list[Prediction], correct: np.ndarray) -> dict:
+    """What the classifier's escalation policy did on these rows, and what any τ alone could do."""
+    escalated = np.array([p.escalate for p in predictions])
+    kept = ~escalated
+    return {"escalated": round(float(escalated.mean()), 4),
+            "kept_accuracy": round(float(correct[kept].mean()), 4) if kept.any() else None,
+            "errors_caught": round(float(escalated[~correct].mean()), 4) if (~correct).any() else None,
+            "risk_coverage": risk_coverage(np.array([p.confidence for p in predictions]), correct)}
+
+
 def _file_order(bad: BadRow, files) -> tuple:
     order = list(files) if files is not None else []
     return (order.index(bad.file) if bad.file in order else len(order), bad.file, bad.row)
@@ -364,4 +377,4 @@ def prediction_record(prediction: Prediction) -> dict:
     return {"file": row.file, "row": row.row, "line": row.line.encode("utf-8", "surrogateescape")
             .decode("utf-8", "backslashreplace") if _has_surrogates(row.line) else row.line,
             "gold": row.label, "predicted": prediction.label, "confidence": round(prediction.confidence, 4),
-            "correct": row.label == prediction.label}
+            "escalate": prediction.escalate, "correct": row.label == prediction.label}

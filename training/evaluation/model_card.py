@@ -93,6 +93,43 @@ def _real_lines_section(real: dict) -> list[str]:
     return out
 
 
+SPLIT_NAMES = {"calibration_split": "calibration programs (fitted on)", "template_split": "template split",
+               "component_split": "component split"}
+
+
+def _confidence_section(confidence: dict, calibration: dict | None) -> list[str]:
+    """Calibration, the OOD score and the escalation policy: what `escalate` means for this model."""
+    policy = confidence["policy"]
+    out = ["", "## Confidence and escalation",
+           f"Temperature scaling, T = {confidence['temperature']:.3g}, fitted on "
+           + (f"{calibration['templates']} templates of {len(calibration['components'])} programs neither trained "
+              f"on nor scored ({', '.join(calibration['components'])})." if calibration else "nothing (T = 1)."),
+           "Out-of-distribution score: the share of those programs' templates that sit nearer the training set "
+           "than the line (embedding distance to the nearest training template; 1.0 = further than all of them).",
+           f"A result is escalated (`escalate: true`) when calibrated confidence < τ = {policy['low_confidence']} or "
+           f"OOD score > δ = {policy['max_ood']} (serve/classify settings `low_confidence`, `max_ood`).", "",
+           "| split | templates | ECE before | ECE after | escalated | accuracy kept | errors escalated |",
+           "|---|---|---|---|---|---|---|"]
+    for name, report in confidence["splits"].items():
+        outcome = confidence["policy_outcome"].get(name, {})
+        kept = outcome.get("kept_accuracy")
+        caught = outcome.get("errors_caught")
+        out.append(f"| {SPLIT_NAMES.get(name, name)} | {report['templates']} | {report['ece_before']:.3f} | "
+                   f"{report['ece_after']:.3f} | {outcome.get('escalated', 0):.1%} | "
+                   f"{'n/a' if kept is None else f'{kept:.3f}'} | {'n/a' if caught is None else f'{caught:.0%}'} |")
+    rows = confidence["risk_coverage"].get("component_split")
+    if rows:
+        out += ["", "Risk–coverage on the component split (confidence alone; the most confident share kept):", "",
+                "| kept | escalated | accuracy kept | τ that gives it |", "|---|---|---|---|",
+                *[f"| {r['coverage']:.0%} | {r['escalated']:.0%} | {r['kept_accuracy']:.3f} | {r['tau']:.3f} |"
+                  for r in rows]]
+    non_log = confidence.get("non_log_inputs")
+    if non_log:
+        out += ["", f"Text that is not a log ({non_log['n']} lines: prose, code, SQL, base64, control bytes, other "
+                f"scripts...): {non_log['escalated']:.0%} escalated."]
+    return out + ["", "![reliability diagram](reliability.png)"]
+
+
 def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Taxonomy) -> None:
     student, train = config["student"], config["train"]
     held = metrics["held_out"]
@@ -146,13 +183,14 @@ def write_model_card(path: str | Path, config: dict, metrics: dict, taxonomy: Ta
         "![confusion matrix](confusion.png)",
         *(_component_section(metrics["component_split"]) if "component_split" in metrics else []),
         *(_real_lines_section(metrics["real_lines"]) if "real_lines" in metrics else []),
+        *(_confidence_section(metrics["confidence"], config.get("calibration")) if metrics.get("confidence") else []),
         "",
         "## Limits",
         "- Trained on the teacher-labelled corpora above (Loghub systems, cloud-native program templates, "
         "hand-written Kubernetes templates); the teacher itself is unsure on borderline lines (a second LLM run "
         "agrees with the recorded one on ~87% of the cloud-native rows). Labels with few training templates "
         "(see support above) are less reliable.",
-        "- Low-confidence predictions should be escalated to the teacher rather than trusted.",
+        "- Results with `escalate: true` should go to the teacher rather than be trusted (see above).",
     ]
     Path(path).write_text("\n".join(lines) + "\n")
 
