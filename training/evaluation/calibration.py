@@ -1,8 +1,8 @@
-"""Fitting what service/confidence.py reads: the temperature, the OOD model's reference, the evidence
-index; and measuring what they buy: reliability, risk–coverage, the escalation policy's outcome.
+"""Fitting what service/confidence.py reads, the temperature and the OOD model's reference; and measuring
+what they buy: reliability, risk–coverage, the escalation policy's outcome.
 
 Everything is fitted on the calibration split (whole programs neither trained on nor scored), with
-the int8 runtime's own logits and embeddings, so what is measured is what is served.
+the int8 runtime's own logits, so what is measured is what is served.
 """
 
 from __future__ import annotations
