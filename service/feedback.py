@@ -45,7 +45,7 @@ from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
 from service.records import dead_letter
-from service.serve import Backoff, next_offsets
+from service.consuming import Backoff, next_offsets
 
 log = logging.getLogger("logdistill.feedback")
 BAD_FEEDBACK = "bad_feedback"

@@ -15,26 +15,24 @@ committed, then the clients close and the process exits 0 (1 if the broker stays
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 
-from kafka import TopicPartition
 from kafka.errors import (CommitFailedError, IllegalGenerationError, IllegalStateError, KafkaError,
                           KafkaTimeoutError, MessageSizeTooLargeError, RebalanceInProgressError,
                           RecordListTooLargeError, UnknownMemberIdError)
-from kafka.structs import OffsetAndMetadata
 
 from service.cascade import Escalator, shrink
 from service.classifier import Classification, Classifier, LineError, preview
+from service.confidence import BOTH, OUT_OF_DISTRIBUTION, EscalationPolicy
 from service.config import ServeConfig
+from service.consuming import Backoff, first_offsets, next_offsets
 from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag, coordinator_reachable,
                               make_consumer, make_producer)
 from service.metrics import Health, ServeMetrics
-from service.confidence import BOTH, OUT_OF_DISTRIBUTION, EscalationPolicy
 from service.novelty import NoveltyTracker
 from service.records import dead_letter, result_value, unwrap
 
@@ -79,22 +77,6 @@ class Shutdown:
         if remaining <= 0:
             raise DrainTimeout(f"batch not finished {self.drain_timeout_s:g} s after shutdown was requested")
         time.sleep(min(delay, remaining))
-
-
-class Backoff:
-    """Exponential, with jitter so a fleet of consumers does not retry in lockstep."""
-
-    def __init__(self, initial_s: float, max_s: float):
-        self.initial_s, self.max_s = initial_s, max_s
-        self.next_s = initial_s
-
-    def next(self) -> float:
-        delay = self.next_s
-        self.next_s = min(self.next_s * 2, self.max_s)
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.next_s = self.initial_s
 
 
 @dataclass
@@ -400,23 +382,6 @@ class Server:
                 close()
             except Exception as exc:  # closing is best effort: nothing uncommitted is lost by it
                 log.warning("closing the %s: %s", name, exc)
-
-
-def next_offsets(records: list) -> dict:
-    """{partition: last offset + 1}: the committed offset is the next one to read."""
-    last: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        last[tp] = max(last.get(tp, -1), r.offset)
-    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
-
-
-def first_offsets(records: list) -> dict:
-    first: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        first[tp] = min(first.get(tp, r.offset), r.offset)
-    return first
 
 
 # Process wiring -------------------------------------------------------------------------

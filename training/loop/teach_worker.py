@@ -38,7 +38,7 @@ from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
 from service.records import dead_letter, template_id
-from service.serve import Backoff, next_offsets
+from service.consuming import Backoff, next_offsets
 from training.teachers.label_store import label_templates
 from training.teachers.base import Teacher, TeacherQuery
 
