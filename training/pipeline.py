@@ -82,8 +82,8 @@ class BuildConfig:
                                                            "max_component_share": 0.02})
     # More whole programs held out, neither trained on nor scored: the confidence calibration and the
     # out-of-distribution reference are fitted on them (training/evaluation/calibration.py). Empty: neither.
-    # 16% of the component-tagged templates: with 8%, the temperature fitted on a few dozen programs missed the
-    # component split's accuracy by 0.06 (ECE 0.066); with 16%, 0.041 (bench/results/cascade.md).
+    # 16% of the component-tagged templates: with 8% (34 programs) the temperature missed the component
+    # split's accuracy by 0.06 (ECE 0.066); with 16% (63 programs), ECE 0.041 (2026-12-03, README Results).
     calibration_split: dict = field(default_factory=lambda: {"fraction": 0.16, "min_per_label": 5,
                                                              "max_component_share": 0.02})
     # Real lines with hand-checked labels, scored through the runtime: evaluation only, never trained on.
@@ -180,8 +180,8 @@ def build_model(cfg: BuildConfig) -> dict:
     history = train_student(model, tokenizer, train_texts, np.stack(train_probs), train_cfg,
                             progress=cfg.progress, hidden_targets=hidden_targets)
 
-    # 6. Export a draft; fit confidence (temperature, neighbour index) on the calibration split with the
-    # draft's int8 runtime; then score every held-out set through the calibrated runtime users get.
+    # 6. Export a draft; fit confidence (temperature, OOD model) on the calibration split with the draft's
+    # int8 runtime; then score every held-out set through the calibrated runtime users get.
     fp32_logits = predict_logits(model, tokenizer, evaluation.keys)
     version = model_version(cfg, data.teacher_id, train_texts)
     config = {"model_version": version, "max_length": student_cfg.max_length, "teacher": data.teacher_id,
@@ -211,7 +211,7 @@ def build_model(cfg: BuildConfig) -> dict:
                                  predict_logits(model, tokenizer, components.keys))}
     if cfg.eval_lines:
         metrics["real_lines"] = score_eval_lines(runtime, cfg.eval_lines)
-    metrics["confidence"] = confidence_metrics(draft.student, runtime, {
+    metrics["confidence"] = confidence_metrics(runtime, {
         "calibration_split": calibration_split, "template_split": evaluation, "component_split": components})
     # Templates seen in training: how faithfully the student reproduces the teacher where it was taught.
     seen_logits = predict_logits(model, tokenizer, train_texts[:n_original])
@@ -474,7 +474,7 @@ def fit_confidence(student, calibration: HeldOut, train_texts: list[str], out_di
     return fitted, {NGRAMS_FILE: ood_model}
 
 
-def confidence_metrics(draft_student, runtime: Classifier, splits: dict[str, HeldOut]) -> dict:
+def confidence_metrics(runtime: Classifier, splits: dict[str, HeldOut]) -> dict:
     """Per held-out set: ECE before/after (15 bins), reliability, risk–coverage, OOD scores and what the
     default escalation policy does; and the same policy on text that is not a log at all."""
     out = {"temperature": runtime.student.temperature, "policy": asdict(runtime.policy), "splits": {},
@@ -482,7 +482,7 @@ def confidence_metrics(draft_student, runtime: Classifier, splits: dict[str, Hel
     for name, split in splits.items():
         if not split.keys:
             continue
-        raw_logits = draft_student.logits(split.keys)
+        raw_logits = runtime.student.logits(split.keys)  # before the temperature
         out["splits"][name] = calibration_report(raw_logits, split.gold, runtime.student.temperature)
         verdicts = runtime.judge(split.keys)
         confidence = np.array([v.probs.max() for v in verdicts])
@@ -496,7 +496,7 @@ def confidence_metrics(draft_student, runtime: Classifier, splits: dict[str, Hel
 
 def non_log_outcome(runtime: Classifier) -> dict:
     """Text that is not a log (prose, code, SQL, base64, control bytes, other scripts...): the share
-    escalated, per kind. training/data/non_log_lines.jsonl, also what tests/test_confidence.py checks."""
+    escalated, per kind (training/data/non_log_lines.jsonl; tests/test_confidence.py checks another set)."""
     rows = [json.loads(line) for line in NON_LOG_LINES.read_text(encoding="utf-8").splitlines() if line.strip()]
     results = runtime.classify_texts([r["text"] for r in rows])
     kinds: dict[str, list[bool]] = {}
