@@ -104,18 +104,25 @@ def _confidence_section(confidence: dict, calibration: dict | None) -> list[str]
            f"Temperature scaling, T = {confidence['temperature']:.3g}, fitted on "
            + (f"{calibration['templates']} templates of {len(calibration['components'])} programs neither trained "
               f"on nor scored ({', '.join(calibration['components'])})." if calibration else "nothing (T = 1)."),
-           "Out-of-distribution score: the share of those programs' templates that sit nearer the training set "
-           "than the line (embedding distance to the nearest training template; 1.0 = further than all of them).",
+           "Out-of-distribution score (service/familiarity.py): how unusual the line's characters are for the "
+           "training templates (a character 4-gram model), as the share of those programs' templates that look "
+           "more familiar; 1.0 = stranger than all of them, or no word left after masking.",
            f"A result is escalated (`escalate: true`) when calibrated confidence < τ = {policy['low_confidence']} or "
            f"OOD score > δ = {policy['max_ood']} (serve/classify settings `low_confidence`, `max_ood`).", "",
-           "| split | templates | ECE before | ECE after | escalated | accuracy kept | errors escalated |",
-           "|---|---|---|---|---|---|---|"]
+           "ECE in 15 bins; 'noise' is what a perfectly calibrated model would still show on that many templates.",
+           "",
+           "| split | templates | ECE before | ECE after | noise | escalated | flagged OOD | accuracy kept | "
+           "errors escalated |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, report in confidence["splits"].items():
         outcome = confidence["policy_outcome"].get(name, {})
         kept = outcome.get("kept_accuracy")
         caught = outcome.get("errors_caught")
+        reasons = outcome.get("escalated_by_reason", {})
+        ood = (reasons.get("out_of_distribution", 0) + reasons.get("both", 0)) / max(outcome.get("n", 0), 1)
         out.append(f"| {SPLIT_NAMES.get(name, name)} | {report['templates']} | {report['ece_before']:.3f} | "
-                   f"{report['ece_after']:.3f} | {outcome.get('escalated', 0):.1%} | "
+                   f"{report['ece_after']:.3f} | {report.get('ece_noise_floor', float('nan')):.3f} | "
+                   f"{outcome.get('escalated', 0):.1%} | {ood:.1%} | "
                    f"{'n/a' if kept is None else f'{kept:.3f}'} | {'n/a' if caught is None else f'{caught:.0%}'} |")
     rows = confidence["risk_coverage"].get("component_split")
     if rows:
