@@ -103,11 +103,11 @@ def fresh_variables(lines: list[bytes], seed: int) -> list[bytes]:
     return [DIGIT_RE.sub(lambda _: b"%d" % rng.randrange(10), line) for line in lines]
 
 
-def serve_values(model_dir: Path, bootstrap: str, scratch: Path) -> dict:
+def serve_values(model_dir: Path, bootstrap: str, scratch: Path, kafka_client: str = "kafka-python") -> dict:
     """serve's options for one run: unique topics and group, tansu settings, metrics on a free port.
     The escalation and feedback topics stay on (serve's defaults), each unique."""
     suffix = uuid.uuid4().hex[:8]
-    return {"model": str(model_dir), "bootstrap_servers": bootstrap,
+    return {"model": str(model_dir), "bootstrap_servers": bootstrap, "kafka_client": kafka_client,
             "input_topic": f"bench-logs-{suffix}", "output_topic": f"bench-results-{suffix}",
             "dlq_topic": f"bench-dlq-{suffix}", "escalation_topic": f"bench-escalate-{suffix}",
             "feedback_topic": f"bench-feedback-{suffix}", "group_id": f"bench-{suffix}",
@@ -334,13 +334,15 @@ def throughput(serve: ServeProcess, config: ServeConfig, acked: list, reader: Ou
 # ---- 2. latency under a sustained load ----------------------------------------------------------
 
 def paced_produce(config: ServeConfig, lines: list[bytes], rate: float) -> tuple[list[tuple[int, int]], float]:
-    """Sends the lines at `rate` lines/s (what is due every 5 ms); → (acked offsets, achieved lines/s)."""
-    from kafka import KafkaProducer
+    """Sends the lines at `rate` lines/s (what is due every 5 ms); → (acked offsets, achieved lines/s).
+    With librdkafka (confluent-kafka) whichever client serve uses: kafka-python's ~150 µs of CPU per send
+    would take a whole core of the two at 7,000 lines/s, and the contention would count as serve's latency."""
+    from dataclasses import replace
 
-    from service.kafka_io import common_options
+    from service.kafka_io import make_producer
 
     # No linger: the input's timestamp is taken at send(), so a lingering batch would count as serve's.
-    producer = KafkaProducer(**common_options(config), acks="all", enable_idempotence=False, linger_ms=0)
+    producer = make_producer(replace(config, kafka_client="confluent", linger_ms=0, enable_idempotence=False))
     futures, sent, start = [], 0, time.monotonic()
     while sent < len(lines):
         due = min(len(lines), int((time.monotonic() - start) * rate) + 1)
@@ -406,9 +408,10 @@ def ms(seconds: float | None) -> float | None:
 
 # ---- 1-3 together: one serve process ------------------------------------------------------------
 
-def serve_run(model_dir: Path, bootstrap: str, sizes: Sizes, scratch: Path, say) -> dict:
+def serve_run(model_dir: Path, bootstrap: str, sizes: Sizes, scratch: Path, say,
+              kafka_client: str = "kafka-python") -> dict:
     """Backlog first (throughput), then a paced load (latency), then peak RSS and SIGTERM."""
-    values = serve_values(model_dir, bootstrap, scratch)
+    values = serve_values(model_dir, bootstrap, scratch, kafka_client)
     config = ServeConfig(**values)
     create_topics(config)
     say(f"e2e: producing a {sizes.backlog_lines:,}-line backlog")
@@ -432,7 +435,8 @@ def serve_run(model_dir: Path, bootstrap: str, sizes: Sizes, scratch: Path, say)
         committed.close()
     p = out.setdefault("serve_process", {})
     p.update({"exit_code": code, "clean_exit": code == 0,
-              "command": "python -m service.cli serve --model ... (tansu settings, unique topics)"})
+              "command": f"python -m service.cli serve --model ... --kafka-client {kafka_client} (tansu settings, "
+                         "unique topics)"})
     if p.get("peak_rss_bytes"):
         p["met"] = p["peak_rss_bytes"] <= RSS_TARGET_BYTES
     if code != 0:
@@ -463,15 +467,16 @@ class StageClock:
         return timed
 
 
-def stage_split(model_dir: Path, bootstrap: str, lines: int, scratch: Path, say) -> dict:
+def stage_split(model_dir: Path, bootstrap: str, lines: int, scratch: Path, say,
+                kafka_client: str = "kafka-python") -> dict:
     import service.serve as serve_module
     from service.classifier import Classifier
     from service.kafka_io import make_consumer, make_producer
     from service.metrics import ServeMetrics
 
-    config = ServeConfig(**serve_values(model_dir, bootstrap, scratch))
+    config = ServeConfig(**serve_values(model_dir, bootstrap, scratch, kafka_client))
     create_topics(config)
-    say(f"e2e: time split: producing {lines:,} lines, then the in-process Server drains them")
+    say(f"e2e: time split ({kafka_client}): producing {lines:,} lines, then the in-process Server drains them")
     acked, _ = produce_all(config, backlog(lines))
     classifier = Classifier.from_dir(model_dir, threads=config.threads, batch_size=config.batch_size,
                                      cache_size=config.cache_size, max_line_bytes=config.max_line_bytes)
@@ -803,6 +808,21 @@ def run_sections(model_dir: Path, broker: TansuBroker, sizes: Sizes, scratch: Pa
     if "stage_split" in out and "kafka_clients" in out:
         out["confluent_kafka_projection"] = projection(out["stage_split"], out["kafka_clients"],
                                                        out.get("throughput", {}).get("lines_per_s"))
+    # The same runs with serve's confluent-kafka client (--kafka-client confluent): measured, not projected.
+    try:
+        confluent = serve_run(model_dir, broker.bootstrap, sizes, scratch, say, "confluent")
+        confluent.pop("reader_result_values", None)
+        confluent.pop("_topic", None)
+        confluent["stage_split"] = stage_split(model_dir, broker.bootstrap, sizes.split_lines, scratch, say,
+                                               "confluent")
+        out["confluent"] = confluent
+        for name in ("throughput", "latency"):
+            c = confluent.get(name, {}).get("completeness")
+            if c and not c["ok"]:
+                failures.append(f"confluent {name}: {c['missing']} of {c['inputs']} inputs unanswered, "
+                                f"committed={c['committed']}")
+    except Failure as exc:
+        failures.append(f"confluent serve run: {exc}")
 
 
 def setup_info(broker: TansuBroker, sizes: Sizes) -> dict:

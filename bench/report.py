@@ -120,11 +120,16 @@ def e2e_tables(r: dict) -> list[Table]:
         tables.append(e2e_split_table(e))
     if "kafka_clients" in e:
         tables.append(kafka_clients_table(e))
+    if "confluent" in e:  # the same runs with --kafka-client confluent
+        tables.append(e2e_figures_table({"failures": [], **e["confluent"]}, "confluent-kafka"))
+        if "stage_split" in e["confluent"]:
+            tables.append(e2e_split_table(e["confluent"], "confluent-kafka"))
     return tables
 
 
-def e2e_figures_table(e: dict) -> Table:
-    t = Table(title="End to end through Kafka (tansu on this same machine; serve as a child process)")
+def e2e_figures_table(e: dict, client: str = "kafka-python") -> Table:
+    t = Table(title=f"End to end through Kafka, serve with {client} (tansu on this same machine; serve as a "
+                    "child process)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("note")
@@ -155,9 +160,9 @@ def e2e_figures_table(e: dict) -> Table:
     return t
 
 
-def e2e_split_table(e: dict) -> Table:
+def e2e_split_table(e: dict, client: str = "kafka-python") -> Table:
     s = e["stage_split"]
-    t = Table(title=f"Where serve's time goes (in-process Server, {s['lines']:,} lines, "
+    t = Table(title=f"Where serve's time goes with {client} (in-process Server, {s['lines']:,} lines, "
                     f"{s['lines_per_s']:,.0f} lines/s, {s['us_per_line']:.0f} µs/line)")
     t.add_column("stage")
     t.add_column("µs/line", justify="right")

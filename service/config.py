@@ -60,6 +60,9 @@ class ServeConfig:
     label_store: str = opt("models/label_store.sqlite", "SQLite label store the teacher answers go to "
                                                         "(training's default path; empty: not stored)")
     accuracy_window: int = opt(500, "online accuracy is over this many most recent teacher answers")
+    kafka_client: str = opt("kafka-python", "Kafka client library of serve's loop: kafka-python, or confluent "
+                                            "(confluent-kafka / librdkafka: several times less CPU per message)",
+                            choices=("kafka-python", "confluent"))
     # Kafka topics and group
     bootstrap_servers: str = opt("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated")
     input_topic: str = opt("logs", "topic(s) to classify, comma-separated")

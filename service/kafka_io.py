@@ -1,4 +1,5 @@
-"""Kafka clients for `logdistill serve`, built from ServeConfig (kafka-python).
+"""Kafka clients for `logdistill serve`, built from ServeConfig: kafka-python, or with
+kafka_client=confluent the librdkafka clients of service/confluent_io.py (same calls, same errors).
 
 Only construction lives here; the delivery rules (what to commit when) are in serve.py.
 """
@@ -41,6 +42,10 @@ def input_topics(config: ServeConfig) -> list[str]:
 
 
 def make_consumer(config: ServeConfig) -> KafkaConsumer:
+    if config.kafka_client == "confluent":
+        from service.confluent_io import ConfluentConsumer
+
+        return ConfluentConsumer(librdkafka_consumer_settings(config), input_topics(config))
     consumer = KafkaConsumer(
         **common_options(config),
         group_id=config.group_id,
@@ -59,6 +64,10 @@ def make_consumer(config: ServeConfig) -> KafkaConsumer:
 
 
 def make_producer(config: ServeConfig) -> KafkaProducer:
+    if config.kafka_client == "confluent":
+        from service.confluent_io import ConfluentProducer
+
+        return ConfluentProducer(librdkafka_producer_settings(config))
     options = {
         **common_options(config),
         "acks": "all",
@@ -72,6 +81,49 @@ def make_producer(config: ServeConfig) -> KafkaProducer:
     if config.compression_type:
         options["compression_type"] = config.compression_type
     return KafkaProducer(**options)
+
+
+# ---- the same settings, spelled for librdkafka (confluent-kafka) ----------------------------------
+
+LIBRDKAFKA_PREFETCH_KB = 16 * 1024
+LIBRDKAFKA_SECURITY = {"security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanisms",
+                       "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password",
+                       "ssl_cafile": "ssl.ca.location", "ssl_certfile": "ssl.certificate.location",
+                       "ssl_keyfile": "ssl.key.location", "ssl_password": "ssl.key.password"}
+
+
+def librdkafka_common(config: ServeConfig) -> dict:
+    settings = {"bootstrap.servers": config.bootstrap_servers, "client.id": config.client_id,
+                "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+                **{LIBRDKAFKA_SECURITY[name]: value for name, value in config.kafka_security().items()
+                   if name in LIBRDKAFKA_SECURITY}}
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        settings["ssl.endpoint.identification.algorithm"] = "https" if config.ssl_check_hostname else "none"
+    return settings
+
+
+def librdkafka_consumer_settings(config: ServeConfig) -> dict:
+    return {**librdkafka_common(config), "group.id": config.group_id,
+            "enable.auto.commit": False, "enable.auto.offset.store": False,  # serve commits, after the acks
+            "auto.offset.reset": config.auto_offset_reset, "fetch.wait.max.ms": config.fetch_max_wait_ms,
+            "session.timeout.ms": config.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, config.session_timeout_ms // 3),
+            "max.poll.interval.ms": config.max_poll_interval_ms,
+            "max.partition.fetch.bytes": max(1024 * 1024, config.max_message_bytes),
+            "fetch.max.bytes": max(50 * 1024 * 1024, config.max_message_bytes),
+            "receive.message.max.bytes": max(100 * 1024 * 1024, 2 * config.max_message_bytes),
+            # librdkafka prefetches up to 64 MB per consumer by default: a 1 GB edge node wants less.
+            "queued.max.messages.kbytes": LIBRDKAFKA_PREFETCH_KB}
+
+
+def librdkafka_producer_settings(config: ServeConfig) -> dict:
+    settings = {**librdkafka_common(config), "acks": "all", "enable.idempotence": config.enable_idempotence,
+                "linger.ms": config.linger_ms, "request.timeout.ms": PRODUCER_REQUEST_TIMEOUT_MS,
+                "message.timeout.ms": PRODUCER_DELIVERY_TIMEOUT_MS,
+                "message.max.bytes": max(1024 * 1024, config.dlq_max_bytes + PRODUCER_REQUEST_SLACK_BYTES)}
+    if config.compression_type:
+        settings["compression.type"] = config.compression_type
+    return settings
 
 
 def consumer_lag(consumer, committed: dict) -> dict:
@@ -88,13 +140,15 @@ def consumer_lag(consumer, committed: dict) -> dict:
     return lags
 
 
-def coordinator_reachable(consumer) -> bool:
+def coordinator_reachable(consumer, producer=None) -> bool:
     """Whether the consumer currently knows its group coordinator, i.e. can reach the cluster.
 
     An idle poll returns nothing whether or not the brokers are there, and kafka-python has no
     public connectivity signal; its coordinator's own view is the best available. It is private
     API, so it is guarded: without it, readiness falls back to "no error seen".
     """
+    if hasattr(consumer, "reachable"):  # confluent_io: the clients' own view, from librdkafka's error callbacks
+        return consumer.reachable and getattr(producer, "reachable", True)
     try:
         return not consumer._coordinator.coordinator_unknown()
     except AttributeError:

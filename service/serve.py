@@ -149,7 +149,7 @@ class Server:
             self.shutdown.wait(self._poll_backoff.next())
             return []
         self._poll_backoff.reset()
-        self._set_ready(coordinator_reachable(self.consumer))
+        self._set_ready(coordinator_reachable(self.consumer, self.producer))
         return [record for tp in sorted(batches) for record in batches[tp]]
 
     def process(self, records: list) -> None:
@@ -278,7 +278,7 @@ class Server:
                 if time.monotonic() >= deadline:
                     raise
             self.health.beat()
-            self._set_ready(coordinator_reachable(self.consumer))
+            self._set_ready(coordinator_reachable(self.consumer, self.producer))
             self.shutdown.wait(0)  # raises DrainTimeout once a shutdown's deadline has passed
 
     def _count_delivered(self, out: Output) -> None:

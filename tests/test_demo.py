@@ -63,10 +63,12 @@ def read_all(bootstrap: str, names: list[str], quiet_s: float = 1.5, timeout_s: 
     return records
 
 
-def test_demo_on_the_embedded_broker_answers_every_replayed_line(tiny_model, logdistill_exe, tmp_path):
+@pytest.mark.parametrize("kafka_client", ["kafka-python", "confluent"])
+def test_demo_on_the_embedded_broker_answers_every_replayed_line(tiny_model, logdistill_exe, tmp_path, kafka_client):
     model_dir, _ = tiny_model
     summary_path = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGDISTILL_")}  # the defaults, as make demo
+    env["LOGDISTILL_KAFKA_CLIENT"] = kafka_client  # serve's client, passed on by the demo
     proc = subprocess.run([str(logdistill_exe), "demo", "--model", str(model_dir), "--limit", "200",
                            "--summary-json", str(summary_path), "--timeout-s", "120"],
                           env=env, capture_output=True, timeout=300)

@@ -64,6 +64,14 @@ TEMPLATES = [
 ]
 
 
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_client(request) -> str:
+    """serve's Kafka client (ServeConfig.kafka_client): every broker test runs with both."""
+    if request.param == "confluent":
+        pytest.importorskip("confluent_kafka")
+    return request.param
+
+
 def log_lines(n: int) -> list[bytes]:
     return [TEMPLATES[i % len(TEMPLATES)].format(i=i, j=i % 7).encode() for i in range(n)]
 
@@ -231,7 +239,7 @@ def metric(text: str, name: str, **labels) -> float:
 
 # In-process: the wire format, every offset accounted for, bad inputs, metrics -------------
 
-def test_every_offset_yields_one_result_or_one_dead_letter(kafka, names, tiny_model):
+def test_every_offset_yields_one_result_or_one_dead_letter(kafka, names, tiny_model, kafka_client):
     from service.kafka_io import make_consumer, make_producer
     from service.metrics import Health, MetricsServer, ServeMetrics
     from service.serve import Server
@@ -265,7 +273,7 @@ def test_every_offset_yields_one_result_or_one_dead_letter(kafka, names, tiny_mo
     config = ServeConfig(model=str(model_dir), bootstrap_servers=kafka.bootstrap, input_topic=names.input,
                          output_topic=names.output, dlq_topic=names.dlq, escalation_topic=names.escalate,
                          group_id=names.group, enable_idempotence=False, session_timeout_ms=SESSION_TIMEOUT_MS,
-                         max_line_bytes=65536, max_poll_records=50, poll_timeout_ms=200)
+                         max_line_bytes=65536, max_poll_records=50, poll_timeout_ms=200, kafka_client=kafka_client)
     classifier = Classifier.from_dir(model_dir, max_line_bytes=config.max_line_bytes)
     metrics, health = ServeMetrics(), Health()
     metrics.set_model(classifier.model_version, classifier.labels, classifier.cache)
@@ -389,7 +397,8 @@ def test_config_precedence_flags_over_env_over_yaml(tmp_path):
 
 # Subprocess: signals -------------------------------------------------------------------
 
-def start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, tag: str, metrics_port: int = 0):
+def start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, tag: str, metrics_port: int = 0,
+                kafka_client: str = "kafka-python"):
     """`logdistill serve` configured the three ways: YAML file, env vars and flags."""
     config_file = tmp_path / "serve.yaml"
     config_file.write_text(f"input_topic: {names.input}\noutput_topic: {names.output}\ndlq_topic: {names.dlq}\n"
@@ -397,7 +406,8 @@ def start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, tag: str, met
                            f"label_store: {tmp_path / 'labels.sqlite'}\n"
                            f"session_timeout_ms: {SESSION_TIMEOUT_MS}\npoll_timeout_ms: 200\n")
     env = dict(os.environ, LOGDISTILL_CONFIG=str(config_file), LOGDISTILL_BOOTSTRAP_SERVERS=kafka.bootstrap,
-               LOGDISTILL_GROUP_ID=names.group, LOGDISTILL_ENABLE_IDEMPOTENCE="false")
+               LOGDISTILL_GROUP_ID=names.group, LOGDISTILL_ENABLE_IDEMPOTENCE="false",
+               LOGDISTILL_KAFKA_CLIENT=kafka_client)
     log = open(tmp_path / f"serve-{tag}.log", "wb")
     proc = subprocess.Popen([str(logdistill_exe), "serve", "--model", str(model_dir), "--max-poll-records", "25",
                              "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port)],
@@ -410,10 +420,11 @@ def serve_log(tmp_path, tag: str) -> str:
     return (tmp_path / f"serve-{tag}.log").read_text(errors="replace")[-3000:]
 
 
-def test_sigterm_drains_cleanly(kafka, names, tiny_model, logdistill_exe, tmp_path):
+def test_sigterm_drains_cleanly(kafka, names, tiny_model, logdistill_exe, tmp_path, kafka_client):
     model_dir, _ = tiny_model
     port = free_port()
-    proc = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port)
+    proc = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port,
+                       kafka_client=kafka_client)
     feeder = BackgroundProducer(kafka, names.input, log_lines(6000))
     reader = OutputReader(kafka, names)
     try:
@@ -463,12 +474,14 @@ def freeze_mid_batch(proc, reader: OutputReader, kafka, names, timeout_s: float 
     raise AssertionError(f"never caught `serve` between producing and committing in {timeout_s} s")
 
 
-def test_sigkill_mid_batch_then_restart_loses_nothing(kafka, names, tiny_model, logdistill_exe, tmp_path, capsys):
+def test_sigkill_mid_batch_then_restart_loses_nothing(kafka, names, tiny_model, logdistill_exe, tmp_path, capsys,
+                                                      kafka_client):
     model_dir, _ = tiny_model
     feeder = BackgroundProducer(kafka, names.input, log_lines(20_000), chunk=50, pause_s=0.05)  # keeps it busy
     reader = OutputReader(kafka, names)
     port = free_port()
-    first = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port)
+    first = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port,
+                        kafka_client=kafka_client)
     second = None
     try:
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 30, "/readyz")
@@ -479,7 +492,8 @@ def test_sigkill_mid_batch_then_restart_loses_nothing(kafka, names, tiny_model, 
         first.wait(10)
         uncommitted_outputs = {source for source in reader.sources() if source[1] >= commits_at_kill[source[0]]}
         acked = feeder.stop()
-        second = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "b")
+        second = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "b",
+                             kafka_client=kafka_client)
         wait_until(lambda: committed(kafka, names) == ends(acked), 60, "the restarted consumer to catch up")
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0, serve_log(tmp_path, "b")
@@ -502,12 +516,14 @@ def test_sigkill_mid_batch_then_restart_loses_nothing(kafka, names, tiny_model, 
 
 
 def test_two_consumers_split_the_partitions_and_the_survivor_takes_over(kafka, names, tiny_model, logdistill_exe,
-                                                                        tmp_path):
+                                                                        tmp_path, kafka_client):
     model_dir, _ = tiny_model
     every_partition = set(range(INPUT_PARTITIONS))
     port_a, port_b = free_port(), free_port()
-    survivor = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port_a)
-    victim = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "b", metrics_port=port_b)
+    survivor = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "a", metrics_port=port_a,
+                           kafka_client=kafka_client)
+    victim = start_serve(logdistill_exe, kafka, names, model_dir, tmp_path, "b", metrics_port=port_b,
+                         kafka_client=kafka_client)
     feeder = BackgroundProducer(kafka, names.input, log_lines(20_000), chunk=50, pause_s=0.05)
     reader = OutputReader(kafka, names)
 
@@ -537,14 +553,15 @@ def test_two_consumers_split_the_partitions_and_the_survivor_takes_over(kafka, n
     assert set(sources) == set(acked)
 
 
-def test_broker_unreachable_mid_stream_loses_nothing(kafka, names, tiny_model, logdistill_exe, tmp_path):
+def test_broker_unreachable_mid_stream_loses_nothing(kafka, names, tiny_model, logdistill_exe, tmp_path, kafka_client):
     """`serve` reaches the broker through tansu's proxy; stopping the proxy is, to `serve`, a broker going
     away mid-stream (connections dropped, then refused), while the producer keeps writing to the broker."""
     model_dir, _ = tiny_model
     proxy = TansuProxy(kafka.bootstrap).start()
     port = free_port()
     ready = f"http://127.0.0.1:{port}/readyz"
-    proc = start_serve(logdistill_exe, proxy, names, model_dir, tmp_path, "a", metrics_port=port)
+    proc = start_serve(logdistill_exe, proxy, names, model_dir, tmp_path, "a", metrics_port=port,
+                       kafka_client=kafka_client)
     feeder = BackgroundProducer(kafka, names.input, log_lines(20_000), chunk=50, pause_s=0.05)
     reader = OutputReader(kafka, names)
     try:
@@ -574,7 +591,7 @@ def test_broker_unreachable_mid_stream_loses_nothing(kafka, names, tiny_model, l
     assert set(sources) == set(acked)
 
 
-def test_broker_restart_keeps_the_process_up_and_it_resumes(tiny_model, logdistill_exe, tmp_path):
+def test_broker_restart_keeps_the_process_up_and_it_resumes(tiny_model, logdistill_exe, tmp_path, kafka_client):
     """A real tansu restart. Its storage is memory://, so the broker comes back as an empty cluster:
     inputs, results and committed offsets from before are gone with it, and "0 loss" can only be
     judged on what the new cluster holds (the proxy test above judges it across an outage that keeps
@@ -605,7 +622,8 @@ def test_broker_restart_keeps_the_process_up_and_it_resumes(tiny_model, logdisti
         create_topics()
         port = free_port()
         ready = f"http://127.0.0.1:{port}/readyz"
-        proc = start_serve(logdistill_exe, broker, names, model_dir, tmp_path, "a", metrics_port=port)
+        proc = start_serve(logdistill_exe, broker, names, model_dir, tmp_path, "a", metrics_port=port,
+                           kafka_client=kafka_client)
         try:
             acked = produce_lines(200)
             wait_until(lambda: committed(broker, names, partitions=1) == {0: 200}, 30, "the first batch committed")
