@@ -204,7 +204,8 @@ def targets_table(r: dict) -> Table:
         t.add_column(col)
     for name, check in r["targets"].items():
         value = check["value"]
-        shown = f"{value / 1e6:.1f} MB" if name.endswith("bytes") else f"{value:,.0f}"
+        shown = (f"{value / 1e6:.1f} MB" if name.endswith("bytes") else f"{value:.1%}" if name.endswith("cost")
+                 else f"{value:,.0f}")
         t.add_row(name, shown, check["target"], "[green]yes[/]" if check["met"] else "[red]no[/]")
     return t
 
