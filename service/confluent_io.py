@@ -108,16 +108,20 @@ class ConfluentConsumer(Reachability):
         except KafkaException as exc:
             raise raised(exc) from None
         batches: dict = {}
+        error = None
         for m in messages:
-            error = m.error()
-            if error is not None:
-                if error.code() == LibError._PARTITION_EOF:
-                    continue
-                raise as_kafka_error(error)
+            if m.error() is not None:  # an event in the message stream, not a record
+                if m.error().code() != LibError._PARTITION_EOF:
+                    error = m.error()
+                    self.on_error(error)
+                continue
             self.succeeded()
-            headers = m.headers() or []
             batches.setdefault(TopicPartition(m.topic(), m.partition()), []).append(
-                Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(), headers))
+                Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(), m.headers() or []))
+        # Records taken from librdkafka's queue are past its position: return them even beside an error,
+        # or a later commit would skip them. The error alone is raised (serve backs off and polls again).
+        if error is not None and not batches:
+            raise as_kafka_error(error)
         return batches
 
     def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
