@@ -27,7 +27,7 @@ from kafka.errors import (CommitFailedError, IllegalGenerationError, IllegalStat
 
 from service.cascade import Escalator, shrink
 from service.classifier import Classification, Classifier, LineError, preview
-from service.confidence import BOTH, OUT_OF_DISTRIBUTION, EscalationPolicy
+from service.confidence import BOTH, LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, EscalationPolicy
 from service.config import ServeConfig
 from service.consuming import Backoff, first_offsets, next_offsets
 from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag, coordinator_reachable,
@@ -199,10 +199,10 @@ class Server:
             return self.dead_letter(record, result)
         self.metrics.lines.labels(result.label).inc()
         self.novelty.observe(result.template)
-        if result.confidence < self.config.low_confidence:
-            self.metrics.low_confidence.inc()
-        if result.escalate:
+        if result.escalate:  # the policy's reason says which counters this line counts in
             self.metrics.escalated_lines.labels(result.escalation_reason).inc()
+            if result.escalation_reason in (LOW_CONFIDENCE, BOTH):
+                self.metrics.low_confidence.inc()
             if result.escalation_reason in (OUT_OF_DISTRIBUTION, BOTH):
                 self.metrics.out_of_distribution.inc()
         if self.config.only_problems and result.label == self.config.normal_label:

@@ -14,7 +14,7 @@ import numpy as np
 from service.confidence import EscalationPolicy
 from service.familiarity import CharNgramModel
 from service.inference import softmax
-from training.evaluation.metrics import expected_calibration_error
+from training.evaluation.metrics import calibration_gap, confidence_bins, expected_calibration_error
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.2), np.log(20.0), 400))  # a grid fine enough: 1.2% steps
 COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -42,7 +42,7 @@ def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> list[dic
     probs = np.asarray(probs, dtype=float)
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(gold)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    which = confidence_bins(confidence, bins)
     return [{"low": b / bins, "high": (b + 1) / bins, "n": int((which == b).sum()),
              "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean())}
             for b in range(bins) if (which == b).any()]
@@ -54,14 +54,9 @@ def ece_noise_floor(probs: np.ndarray, bins: int = 15, draws: int = 200, seed: i
     confidence = np.asarray(probs, dtype=float).max(axis=1)
     if not len(confidence):
         return 0.0
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
     rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(draws):
-        correct = rng.random(len(confidence)) < confidence
-        scores.append(sum((which == b).mean() * abs(correct[which == b].mean() - confidence[which == b].mean())
-                          for b in np.unique(which)))
-    return float(np.mean(scores))
+    return float(np.mean([calibration_gap(confidence, rng.random(len(confidence)) < confidence, bins)
+                          for _ in range(draws)]))
 
 
 def calibration_report(logits: np.ndarray, gold: np.ndarray, temperature: float) -> dict:
@@ -124,20 +119,26 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray, coverages=COVERAG
     return rows
 
 
+def escalation_figures(escalated: np.ndarray, correct: np.ndarray) -> dict:
+    """Share escalated, accuracy on the rows kept, and the share of the errors that were escalated."""
+    escalated, correct = np.asarray(escalated, dtype=bool), np.asarray(correct, dtype=bool)
+    return {"escalated": round(float(escalated.mean()), 4) if len(escalated) else 0.0,
+            "kept_accuracy": round(float(correct[~escalated].mean()), 4) if (~escalated).any() else None,
+            "errors_caught": round(float(escalated[~correct].mean()), 4) if (~correct).any() else None}
+
+
 def policy_outcome(confidence: np.ndarray, ood: np.ndarray | None, correct: np.ndarray,
                    policy: EscalationPolicy, teacher_correct: np.ndarray | None = None) -> dict:
     """What the policy does on a labelled set: share escalated (and why), accuracy on the lines kept, and
     with the teacher's answers on the escalated ones, the system's accuracy."""
     reasons = [policy.reason(float(c), None if ood is None else float(o))
                for c, o in zip(confidence, ood if ood is not None else [None] * len(confidence))]
-    escalated = np.array([r is not None for r in reasons])
+    escalated = np.array([r is not None for r in reasons], dtype=bool)
     correct = np.asarray(correct, dtype=bool)
-    out = {"n": int(len(correct)), "escalated": round(float(escalated.mean()), 4) if len(correct) else 0.0,
+    out = {"n": int(len(correct)), **escalation_figures(escalated, correct),
            "escalated_by_reason": {r: int(sum(x == r for x in reasons)) for r in ("low_confidence",
                                                                                 "out_of_distribution", "both")},
-           "kept_accuracy": round(float(correct[~escalated].mean()), 4) if (~escalated).any() else None,
-           "student_accuracy": round(float(correct.mean()), 4) if len(correct) else 0.0,
-           "errors_caught": round(float(escalated[~correct].mean()), 4) if (~correct).any() else None}
+           "student_accuracy": round(float(correct.mean()), 4) if len(correct) else 0.0}
     if teacher_correct is not None:
         system = np.where(escalated, np.asarray(teacher_correct, dtype=bool), correct)
         out["system_accuracy"] = round(float(system.mean()), 4)

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, TextIO
 import numpy as np
 
 from service.classifier import LineError
-from training.evaluation.calibration import risk_coverage
+from training.evaluation.calibration import escalation_figures, risk_coverage
 from training.evaluation.metrics import (accuracy_at_coverage, classification_report, expected_calibration_error,
                                          group_bootstrap_accuracy, soft_agreement, teacher_cross_entropy)
 
@@ -350,11 +350,7 @@ def score(predictions: list[Prediction], labels: Iterable[str], bad_rows: Iterab
 
 def cascade_report(predictions: list[Prediction], correct: np.ndarray) -> dict:
     """What the classifier's escalation policy did on these rows, and what any τ alone could do."""
-    escalated = np.array([p.escalate for p in predictions])
-    kept = ~escalated
-    return {"escalated": round(float(escalated.mean()), 4),
-            "kept_accuracy": round(float(correct[kept].mean()), 4) if kept.any() else None,
-            "errors_caught": round(float(escalated[~correct].mean()), 4) if (~correct).any() else None,
+    return {**escalation_figures(np.array([p.escalate for p in predictions]), correct),
             "risk_coverage": risk_coverage(np.array([p.confidence for p in predictions]), correct)}
 
 

@@ -122,14 +122,21 @@ def _as_indices(pred: np.ndarray) -> np.ndarray:
 def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> float:
     """ECE: Σ_bins (share of rows in the bin) · |accuracy − mean confidence|, equal-width confidence bins."""
     probs = np.asarray(probs, dtype=float)
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(gold)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    return calibration_gap(probs.max(axis=1), probs.argmax(axis=1) == np.asarray(gold), bins)
+
+
+def confidence_bins(confidence: np.ndarray, bins: int = 15) -> np.ndarray:
+    """The equal-width bin of each confidence (1.0 falls in the last)."""
+    return np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+
+
+def calibration_gap(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE from each row's confidence and whether it was right."""
+    which = confidence_bins(confidence, bins)
     total = 0.0
-    for b in range(bins):
+    for b in np.unique(which):
         in_bin = which == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+        total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(total)
 
 
