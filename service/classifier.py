@@ -52,6 +52,17 @@ class Answer:
     def escalate(self) -> bool:
         return self.escalation_reason is not None
 
+    @functools.cached_property
+    def fields(self) -> dict:
+        """The decision and why, as every result spells it: built once per template and batch, not per
+        line (read-only by convention: callers copy it into their own records)."""
+        record = {"escalate": self.escalate, "escalation_reason": self.escalation_reason}
+        if self.ood is not None:
+            record["ood"] = round(self.ood, 4)
+        if self.evidence is not None:
+            record["evidence"] = self.evidence.to_record()
+        return record
+
 
 @dataclass
 class Classification:
@@ -70,12 +81,7 @@ class Classification:
 
     def verdict_fields(self) -> dict:
         """The cascade's decision and why, as every result (classify, serve, escalations) spells it."""
-        record = {"escalate": self.escalate, "escalation_reason": self.escalation_reason}
-        if self.ood is not None:
-            record["ood"] = round(self.ood, 4)
-        if self.evidence is not None:
-            record["evidence"] = self.evidence.to_record()
-        return record
+        return self.answer.fields
 
     def to_record(self) -> dict:
         return {"line": self.line, "label": self.label, "confidence": round(self.confidence, 4),
