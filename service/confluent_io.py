@@ -14,6 +14,8 @@ kafka-python's on this machine (bench/e2e.py, "Kafka client" table).
 from __future__ import annotations
 
 import time
+import threading
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError as LibError, KafkaException, Producer
@@ -47,6 +49,20 @@ def as_kafka_error(error: LibError) -> KafkaError:
 
 def raised(exc: KafkaException) -> KafkaError:
     return as_kafka_error(exc.args[0]) if exc.args and isinstance(exc.args[0], LibError) else KafkaError(str(exc))
+
+
+def in_background(call, *args) -> Future:
+    """call(*args) on a daemon thread of its own; its outcome in the returned Future."""
+    future = Future()
+
+    def run():
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="kafka-commit", daemon=True).start()
+    return future
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,7 @@ class ConfluentConsumer(Reachability):
     def __init__(self, settings: dict, topics: list[str] | None = None):
         super().__init__()
         self._consumer = self._client = Consumer({**settings, "error_cb": self.on_error})
+        self._pending_commit: Future | None = None
         if topics:
             self._consumer.subscribe(topics)
 
@@ -125,8 +142,31 @@ class ConfluentConsumer(Reachability):
         return batches
 
     def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
-        """{TopicPartition: OffsetAndMetadata}, synchronously; raises what the coordinator said."""
+        """{TopicPartition: OffsetAndMetadata}, synchronously; raises what the coordinator said, or
+        KafkaTimeoutError after timeout_ms, as kafka-python does.
+
+        librdkafka's synchronous commit has no timeout: with the coordinator gone it waits until it is
+        back, and serve's loop (and /readyz) would wait with it. So the commit runs on a daemon thread
+        (one stuck on an outage must not hold up exit) and is waited for here. A commit that timed out
+        is still in flight; the caller's retry first waits for that one (and raises what it raises),
+        so commits reach the broker one at a time, in order: an older one never lands after a newer."""
         partitions = [LibPartition(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()]
+        if self._pending_commit is None or self._pending_commit.done():
+            self._pending_commit = in_background(self._commit_now, partitions)
+            issued = True
+        else:
+            issued = False  # the earlier commit is still waiting for the coordinator
+        try:
+            self._pending_commit.result(timeout=None if timeout_ms is None else timeout_ms / 1000)
+        except FutureTimeout:
+            self._reachable = False
+            raise KafkaTimeoutError(f"commit not answered within {timeout_ms} ms") from None
+        if not issued:  # that was the earlier commit; now this one
+            self.commit(offsets, timeout_ms)
+            return
+        self.succeeded()
+
+    def _commit_now(self, partitions: list) -> None:
         try:
             result = self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
@@ -134,7 +174,6 @@ class ConfluentConsumer(Reachability):
         for partition in result or []:
             if partition.error is not None:
                 raise as_kafka_error(partition.error)
-        self.succeeded()
 
     def committed(self, tp: TopicPartition) -> int | None:
         [partition] = self._consumer.committed([LibPartition(tp.topic, tp.partition)], timeout=10)

@@ -3,6 +3,8 @@ serve itself runs with both clients in test_serve.py and test_demo.py; here, the
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytest.importorskip("confluent_kafka")
@@ -11,6 +13,7 @@ from confluent_kafka import KafkaError as LibError  # noqa: E402
 from kafka import TopicPartition  # noqa: E402
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
+from kafka_broker import TansuProxy  # noqa: E402
 from topics import create_topics, fresh, produce, read_topic  # noqa: E402
 
 from service.config import ServeConfig  # noqa: E402
@@ -85,3 +88,42 @@ def test_delivery_reports_where_each_record_landed_and_refusals(kafka):
     with pytest.raises(MessageSizeTooLargeError):  # over message.max.bytes: refused before it is sent
         producer.send(target, value=b"x" * (5 * 1024 * 1024))
     producer.close()
+
+
+def test_a_commit_with_the_coordinator_gone_times_out_and_lands_once_it_is_back(kafka):
+    """librdkafka's synchronous commit has no timeout of its own: with the coordinator gone it would
+    hold serve's loop (and /readyz) for the whole outage. The adapter gives up after timeout_ms, as
+    kafka-python does, and the retry after the outage commits, in order."""
+    source, group = fresh("confluent-outage-in", "confluent-outage-group")
+    create_topics(kafka, source)
+    acked = produce(kafka, source, [b"line %d" % i for i in range(10)])
+    proxy = TansuProxy(kafka.bootstrap).start()
+    consumer = make_consumer(ServeConfig(bootstrap_servers=proxy.bootstrap, input_topic=source, group_id=group,
+                                         kafka_client="confluent", session_timeout_ms=6000))
+    tp = TopicPartition(source, 0)
+    try:
+        records = []
+        for _ in range(100):
+            records += [r for batch in consumer.poll(timeout_ms=200).values() for r in batch]
+            if len(records) >= len(acked):
+                break
+        consumer.commit({tp: OffsetAndMetadata(5, "", -1)}, timeout_ms=10_000)
+        proxy.stop()
+        started = time.monotonic()
+        with pytest.raises(KafkaTimeoutError):
+            consumer.commit({tp: OffsetAndMetadata(10, "", -1)}, timeout_ms=1_000)
+        assert time.monotonic() - started < 5, "the commit must give up near its timeout"
+        assert not consumer.reachable
+        proxy.start()
+        deadline = time.monotonic() + 60
+        while True:  # as serve: a commit refused because the group moved on is retried after a rejoin
+            try:
+                consumer.commit({tp: OffsetAndMetadata(10, "", -1)}, timeout_ms=10_000)
+                break
+            except CommitFailedError:
+                assert time.monotonic() < deadline
+                consumer.poll(timeout_ms=500)
+        assert consumer.committed(tp) == 10 and consumer.reachable
+    finally:
+        consumer.close()
+        proxy.stop()
