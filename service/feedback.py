@@ -40,7 +40,7 @@ import numpy as np
 from kafka.errors import KafkaError
 
 from service.classifier import LineError, preview
-from service.kafka_io import make_consumer, make_producer
+from service.kafka_io import COMMIT_TIMEOUT_MS, make_consumer, make_producer
 from service.label_store import LabelStore
 from service.masking import template_key
 from service.parsing import parse_line
@@ -260,7 +260,7 @@ class FeedbackLoop:
         """Not retried: what failed to commit is stored already, and a later commit covers it; at worst
         a restart replays it (stored again, scored again)."""
         try:
-            self.consumer.commit(next_offsets(records))
+            self.consumer.commit(next_offsets(records), timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             self._failed("commit", exc)
 
