@@ -33,8 +33,9 @@ class NoveltyTracker:
             return None
         return template_id(template_key) not in self.training_templates
 
-    def observe(self, template_key: str) -> bool | None:
+    def observe(self, template_key: str, lines: int = 1) -> bool | None:
+        """Counts `lines` lines of this template (serve counts a batch's lines of a template at once)."""
         novel = self.is_novel(template_key)
         if novel is not None and self.counter is not None:
-            self.counter.labels(NOVEL if novel else SEEN).inc()
+            self.counter.labels(NOVEL if novel else SEEN).inc(lines)
         return novel

@@ -98,21 +98,56 @@ def source(message) -> dict:
 
 
 def result_value(message, result: Classification, kubernetes: dict | None, model_version: str) -> bytes:
-    top = sorted(result.probs.items(), key=lambda item: item[1], reverse=True)[:TOP_PROBS]
-    record = {
-        "line": result.line,
-        "label": result.label,
-        "confidence": round(result.confidence, 4),
-        "probs": dict(top),
-        "level": result.parsed.level,
-        "template": {"id": template_id(result.template), "key": result.template},
-        **result.verdict_fields(),  # escalate, escalation_reason, ood, evidence (confidence.py)
-        "model_version": model_version,
-        "source": source(message),
-    }
-    if kubernetes:
-        record["kubernetes"] = kubernetes
-    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+    """The result JSON for one line (ResultEncoder builds the same bytes for a batch)."""
+    return ResultEncoder(model_version).encode(message, result, kubernetes)
+
+
+class ResultEncoder:
+    """Result JSON, the template's part encoded once: lines of one template share label, confidence,
+    probs, level, template and escalation fields (one Answer per template and batch), so each line only
+    adds its own text, source and Kubernetes names. Fields keep one order:
+    line, label, confidence, probs, level, template, escalate..., model_version, source, kubernetes.
+    One per batch (or per model): what it remembers is keyed by template and level."""
+
+    def __init__(self, model_version: str):
+        self.model_version = model_version
+        self._parts: dict[tuple[str, str | None], str] = {}
+        self._topics: dict[str, str] = {}
+
+    def encode(self, message, result: Classification, kubernetes: dict | None) -> bytes:
+        key = (result.template, result.parsed.level)
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = self._template_part(result)
+        text = (f'{{"line": {_json(result.line)}, {part}, "source": {self._source(message)}'
+                f'{f", {_KUBERNETES}{_json(kubernetes)}" if kubernetes else ""}}}')
+        return text.encode("utf-8")
+
+    def _template_part(self, result: Classification) -> str:
+        top = sorted(result.probs.items(), key=lambda item: item[1], reverse=True)[:TOP_PROBS]
+        record = {
+            "label": result.label,
+            "confidence": round(result.confidence, 4),
+            "probs": dict(top),
+            "level": result.parsed.level,
+            "template": {"id": template_id(result.template), "key": result.template},
+            **result.verdict_fields(),  # escalate, escalation_reason, ood, evidence (confidence.py)
+            "model_version": self.model_version,
+        }
+        return _json(record)[1:-1]  # the fields, without their braces
+
+    def _source(self, message) -> str:
+        partition, offset, timestamp = message.partition, message.offset, message.timestamp
+        if not (type(partition) is int and type(offset) is int and type(timestamp) is int):
+            return _json(source(message))
+        topic = self._topics.get(message.topic)
+        if topic is None:
+            topic = self._topics[message.topic] = _json(message.topic)
+        return f'{{"topic": {topic}, "partition": {partition}, "offset": {offset}, "timestamp": {timestamp}}}'
+
+
+_KUBERNETES = '"kubernetes": '
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), without its argument checks
 
 
 def dead_letter(message, error: LineError, model_version: str, max_bytes: int) -> tuple[bytes, list]:

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from kafka.errors import (CommitFailedError, IllegalGenerationError, IllegalStateError, KafkaError,
@@ -34,7 +35,7 @@ from service.kafka_io import (CLOSE_TIMEOUT_MS, COMMIT_TIMEOUT_MS, consumer_lag,
                               make_consumer, make_producer)
 from service.metrics import Health, ServeMetrics
 from service.novelty import NoveltyTracker
-from service.records import dead_letter, result_value, unwrap
+from service.records import ResultEncoder, dead_letter, unwrap
 
 log = logging.getLogger("logdistill.serve")
 
@@ -166,16 +167,34 @@ class Server:
         start = time.perf_counter()
         results = iter(self.classify_isolating(raws))
         self.metrics.observe_classification(time.perf_counter() - start, len(raws))
-        outputs = []
+        outputs, classified = [], []
+        encoder = ResultEncoder(self.model_version)  # per batch: lines of a template share its Answer
         for record, u in zip(records, unwrapped):
             result = u.error or next(results)
-            output = self.output_for(record, result, u.kubernetes)
+            if not isinstance(result, LineError):
+                classified.append(result)
+            output = self.output_for(record, result, u.kubernetes, encoder)
             if output is not None:
                 outputs.append(output)
             escalation = self.escalation_for(record, result, u.kubernetes)
             if escalation is not None:
                 outputs.append(escalation)
+        self.count_classified(classified)
         return outputs
+
+    def count_classified(self, results: list[Classification]) -> None:
+        """The per-line counters, added once per batch (a labelled counter costs ~1 µs per call)."""
+        for label, n in Counter(r.label for r in results).items():
+            self.metrics.lines.labels(label).inc(n)
+        for template, n in Counter(r.template for r in results).items():
+            self.novelty.observe(template, n)
+        for reason, n in Counter(r.escalation_reason for r in results if r.escalate).items():
+            # the policy's reason says which counters these lines count in
+            self.metrics.escalated_lines.labels(reason).inc(n)
+            if reason in (LOW_CONFIDENCE, BOTH):
+                self.metrics.low_confidence.inc(n)
+            if reason in (OUT_OF_DISTRIBUTION, BOTH):
+                self.metrics.out_of_distribution.inc(n)
 
     def classify_isolating(self, raws: list[bytes]) -> list[Classification | LineError]:
         """The batch in one call. Bad lines come back as LineErrors, so an exception here is a bug
@@ -194,21 +213,13 @@ class Server:
             return LineError("classify_failed", f"the classifier failed on this line: {type(exc).__name__}: {exc}",
                              preview(raw))
 
-    def output_for(self, record, result: Classification | LineError, kubernetes: dict | None) -> Output | None:
+    def output_for(self, record, result: Classification | LineError, kubernetes: dict | None,
+                   encoder: ResultEncoder) -> Output | None:
         if isinstance(result, LineError):
             return self.dead_letter(record, result)
-        self.metrics.lines.labels(result.label).inc()
-        self.novelty.observe(result.template)
-        if result.escalate:  # the policy's reason says which counters this line counts in
-            self.metrics.escalated_lines.labels(result.escalation_reason).inc()
-            if result.escalation_reason in (LOW_CONFIDENCE, BOTH):
-                self.metrics.low_confidence.inc()
-            if result.escalation_reason in (OUT_OF_DISTRIBUTION, BOTH):
-                self.metrics.out_of_distribution.inc()
         if self.config.only_problems and result.label == self.config.normal_label:
-            return None  # counted above, committed with the batch, not produced
-        value = result_value(record, result, kubernetes, self.model_version)
-        return Output(self.config.output_topic, record.key, value, [], record)
+            return None  # counted, committed with the batch, not produced
+        return Output(self.config.output_topic, record.key, encoder.encode(record, result, kubernetes), [], record)
 
     def escalation_for(self, record, result: Classification | LineError, kubernetes: dict | None) -> Output | None:
         """escalate=true: a copy for the teacher, delivered (and acknowledged) with the batch."""
