@@ -20,10 +20,11 @@ from service.confidence import EscalationPolicy, EvidenceTable, Neighbour
 from service.inference import OnnxStudent
 from service.masking import key_of
 from service.parsing import ParsedLine, parse_line
+from service.shape_memo import ShapeMemo
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
-# The (message, level) -> key memo holds whole messages: bounded in count and in message length,
-# so its worst case stays ~15 MB on a 200 MB edge budget (typical log messages are ~130 chars).
+# The (message, level) -> key memos hold whole messages: bounded in count and in message length,
+# so their worst case stays ~25 MB on a 200 MB edge budget (typical log messages are ~130 chars).
 MEMO_MAX_ENTRIES = 20_000
 MEMO_MAX_CHARS = 256
 ERROR_PREVIEW_CHARS = 200
@@ -110,8 +111,11 @@ class Classifier:
         self.cache = TemplateCache(cache_size)
         # Masking is the costliest step of a cache hit (tens of µs of regexes). Messages repeat
         # exactly (a probe failing every 10 s, one error from 50 pods, envelope timestamps aside),
-        # so (message, level) -> template key is memoised too (off with the cache: cache_size 0).
-        self._memo_key_of = functools.lru_cache(maxsize=min(cache_size, MEMO_MAX_ENTRIES))(key_of)
+        # so (message, level) -> template key is memoised too; a message that is new but differs from
+        # an earlier one only in its numbers gets that one's key by its shape (service/shape_memo.py).
+        # Both are off with the cache (cache_size 0).
+        self.shapes = ShapeMemo(min(cache_size, MEMO_MAX_ENTRIES))
+        self._memo_key_of = functools.lru_cache(maxsize=min(cache_size, MEMO_MAX_ENTRIES))(self.shapes.key_of)
         self._memo = cache_size > 0
         self.max_line_bytes = max_line_bytes
 

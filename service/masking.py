@@ -423,10 +423,27 @@ def _rules() -> tuple:
     return rules
 
 
+HTTP_STATUS_WORDS = ("status", "code", "returned", "response", "http/")  # what HTTP_STATUS_RE needs
+
+
 def mask_message(message: str) -> str:
     """Replace variables in a message with placeholders and normalise whitespace."""
+    return mask_marked(mark_http_status(message))
+
+
+def mark_http_status(message: str) -> str:
+    """The message cut to the length masking reads, its HTTP status codes marked ("<503>"): masking's
+    first step, apart so service/shape_memo.py can take a line's shape after it."""
     text = message[: MAX_TEMPLATE_CHARS * 4]  # bound regex work on huge lines
-    text = HTTP_STATUS_RE.sub(r"\1\2<\3>", text)
+    if text.isascii():  # (?i) also folds some non-ASCII letters ("ſ"): those lines take the regex
+        lowered = text.lower()
+        if not any(word in lowered for word in HTTP_STATUS_WORDS):
+            return text
+    return HTTP_STATUS_RE.sub(r"\1\2<\3>", text)
+
+
+def mask_marked(text: str) -> str:
+    """mask_message after mark_http_status."""
     for placeholder, sub, need in _rules():
         if need is not None:
             if type(need) is str:
@@ -454,5 +471,10 @@ def template_key(parsed: ParsedLine) -> str:
 
 def key_of(message: str, level: str | None = None) -> str:
     """template_key from the two fields it depends on (hashable, so a caller can memoise it)."""
-    masked = mask_message(message)
+    return key_of_marked(mark_http_status(message), level)
+
+
+def key_of_marked(text: str, level: str | None = None) -> str:
+    """key_of after mark_http_status."""
+    masked = mask_marked(text)
     return f"[{level}] {masked}" if level else masked
