@@ -145,10 +145,16 @@ def e2e_figures_table(e: dict, client: str = "kafka-python") -> Table:
                   f"{c['results']:,} results, {c['dead_letters']:,} dead letters, {c['missing']:,} missing, "
                   f"{c['duplicates_so_far']:,} duplicates")
         t.add_row("  start to first message s", f"{tp['time_to_first_message_s']}", "model load + group join")
+    fresh = e.get("throughput_fresh_variables")
+    if fresh:
+        c = fresh["completeness"]
+        t.add_row("lines/s, every digit redrawn", f"{fresh['lines_per_s'] or 0:,.0f}",
+                  f"{fresh['lines']:,} lines; the latency run's workload and load basis; "
+                  f"{'all' if c['ok'] else '[red]NOT all[/]'} answered and committed")
     if lat and lat.get("n"):
         t.add_row("end-to-end latency p50 / p99 ms", f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f}",
                   f"{lat['achieved_lines_per_s']:,.0f} lines/s for {lat['seconds']:g} s "
-                  f"({lat['load_share_of_throughput']:.0%} of capacity), n={lat['n']:,}")
+                  f"({lat['load_share_of_throughput']:.0%} of the fresh-variable capacity), n={lat['n']:,}")
         h = lat.get("serve_lag_histogram", {})
         if h.get("p50_ms") is not None:
             t.add_row("  serve's lag histogram p50 / p99 ms", f"{h['p50_ms']:.0f} / {h['p99_ms']:.0f}",

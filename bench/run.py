@@ -249,11 +249,15 @@ def cached_throughput(model_dir: Path, base: list[bytes], stream_lines: int, rep
     lines = repeat_to(base, stream_lines)
     streams = iter([chunks(redraw_digits(lines, seed) if fresh_variables else lines) for seed in range(repeats + 2)])
     hits0, misses0 = clf.cache.hits, clf.cache.misses
+    shape_hits0, shape_misses0 = clf.shapes.hits, clf.shapes.misses
     seconds, runs = median_of(lambda: classify_all(clf, next(streams)), repeats)
     hits, misses = clf.cache.hits - hits0, clf.cache.misses - misses0
+    shape_hits, shape_misses = clf.shapes.hits - shape_hits0, clf.shapes.misses - shape_misses0
     return {"lines": stream_lines, "cache_size": clf.cache.max_entries, "cache_entries": len(clf.cache),
             "repeats": repeats, "fresh_variables": fresh_variables, **rate(stream_lines, seconds, runs),
             "hit_ratio": round(hits / max(hits + misses, 1), 5),
+            # lines not repeated exactly that got their key by shape (service/shape_memo.py), not masking
+            "shape_memo_hit_ratio": round(shape_hits / max(shape_hits + shape_misses, 1), 5),
             "stage_split": stage_split(clf, next(streams), next(streams))}
 
 

@@ -86,6 +86,8 @@ def make_producer(config: ServeConfig) -> KafkaProducer:
 # ---- the same settings, spelled for librdkafka (confluent-kafka) ----------------------------------
 
 LIBRDKAFKA_PREFETCH_KB = 16 * 1024
+LIBRDKAFKA_PREFETCH_MESSAGES = 20_000  # ~1 s of a busy stream
+LIBRDKAFKA_FETCH_QUEUE_BACKOFF_MS = 20
 LIBRDKAFKA_SECURITY = {"security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanisms",
                        "sasl_plain_username": "sasl.username", "sasl_plain_password": "sasl.password",
                        "ssl_cafile": "ssl.ca.location", "ssl_certfile": "ssl.certificate.location",
@@ -112,8 +114,13 @@ def librdkafka_consumer_settings(config: ServeConfig) -> dict:
             "max.partition.fetch.bytes": max(1024 * 1024, config.max_message_bytes),
             "fetch.max.bytes": max(50 * 1024 * 1024, config.max_message_bytes),
             "receive.message.max.bytes": max(100 * 1024 * 1024, 2 * config.max_message_bytes),
-            # librdkafka prefetches up to 64 MB per consumer by default: a 1 GB edge node wants less.
-            "queued.max.messages.kbytes": LIBRDKAFKA_PREFETCH_KB}
+            # librdkafka prefetches up to 64 MB or 100,000 messages per consumer by default, and a short
+            # log line costs several times its size in the queue: a 1 GB edge node wants less. With a
+            # small queue, the pause before fetching again once it is full must be short too (1 s by
+            # default: the stream would stop for most of it).
+            "queued.max.messages.kbytes": LIBRDKAFKA_PREFETCH_KB,
+            "queued.min.messages": max(LIBRDKAFKA_PREFETCH_MESSAGES, 4 * config.max_poll_records),
+            "fetch.queue.backoff.ms": LIBRDKAFKA_FETCH_QUEUE_BACKOFF_MS}
 
 
 def librdkafka_producer_settings(config: ServeConfig) -> dict:

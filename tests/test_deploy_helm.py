@@ -162,6 +162,13 @@ def test_rendered_kinds():
     assert [component(o) for o in render("default") if o["kind"] == "Deployment"] == ["consumer"]  # teach: off
 
 
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_the_chart_serves_with_librdkafka(values):
+    """The faster client is the chart's default (and the image's, by LOGDISTILL_KAFKA_CLIENT)."""
+    assert served_config(render(values))["kafka_client"] == "confluent"
+    assert "ENV LOGDISTILL_KAFKA_CLIENT=confluent" in (REPO / "Dockerfile").read_text()
+
+
 # ---- ports, probes, resources, security -----------------------------------------------------------------
 
 @pytest.mark.parametrize("values", sorted(VALUES_FILES))
