@@ -5,17 +5,18 @@ line costs tens of µs of regexes (service/masking.py), although its key is the 
 got. So a line's *shape* (its ASCII digits turned to 0, lengths kept) is looked up first; on a hit the
 key is the earlier line's, and masking is skipped.
 
-That is exact only where masking cannot tell digits apart by value. It mostly reads digits as `\\d`
-or `[0-9a-f]`; the few rules that look at values are covered by the shape's signature:
-  - a token of ASCII letters and digits ("0x1f", "x2k9z", "350ms", "v1beta1") keeps its digits as
-    classes, 0, 1 and 2-9: "0x" starts a hex number, and a pod suffix has digits 2-9 only; so does a
-    five-digit run after "-" ("web-24873" is a pod, "web-10243" not);
-  - compared verbatim: "x86", "sha256", "md" + digits (md5 is not a device), "urllib3", digits after
-    "*" (a Windows program's " *64") and after "<" (an HTTP status, marked "<503>" before the shape is
-    taken, as mask_message does first).
-A key that kept digits of a token compared by class would be wrong for the next line of that shape:
-it is remembered by the token's exact digits instead (or, if it kept any other digit, not at all).
-tests/test_shape_memo.py checks all this on the whole corpus, every digit redrawn within its class.
+That is exact only where masking cannot tell digits apart by value. It reads digits as `\\d`, `[0-9]`,
+`[0-9a-f]` or `\\w`, save in a few rules, whose digits the shape's signature keeps:
+  - by class (0, 1, 2-9): a digit before "x" ("0x1f" is hex, "1x1f" not), and the digits of a
+    five-character segment after "-" (a pod suffix has digits 2-9 only: "web-x2k9z", "web-24873" are
+    pods, "web-x1k9z", "web-10243" not);
+  - verbatim: "x86", "sha256", "md" + digits (md5 is not a device), "urllib3", digits after "*" (a
+    Windows program's " *64") and after "<" (an HTTP status, marked "<503>" before the shape is taken,
+    as mask_message does first).
+A key remembered for a shape must not hold a digit of the line, or it would be wrong for the next line
+of that shape. A key that kept digits of a token of letters and digits ("v1beta1") is remembered by
+those tokens' exact digits; one that kept any other digit is not remembered.
+tests/test_shape_memo.py checks this on the whole corpus, every digit redrawn within what is claimed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from service.masking import key_of_marked, mark_http_status
 
 ZERO_DIGITS = str.maketrans("123456789", "000000000")
 DIGIT_CLASSES = str.maketrans("3456789", "2222222")  # 0, 1 and 2-9
-MIXED_TOKEN_RE = re.compile(
-    r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*?(?:[A-Za-z][0-9]|[0-9][A-Za-z]))[A-Za-z0-9]+|(?<=-)[0-9]{5}(?![0-9])")
+# (the segment first: "-3xk0p" is one site, its digit before "x" included)
+CLASS_SITES_RE = re.compile(r"(?<=-)(?=[a-z]*[0-9])[a-z0-9]{5}(?![a-z0-9])|[0-9](?=x)")
 VERBATIM_RE = re.compile(r"x86|sha256|md[0-9]+|urllib3|[*<][0-9]+")
+MIXED_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*?(?:[A-Za-z][0-9]|[0-9][A-Za-z]))[A-Za-z0-9]+")
 ANY_DIGIT_RE = re.compile(r"\d")
 SEPARATOR = "\x00"
 
@@ -48,12 +50,13 @@ class ShapeMemo:
     def key_of(self, message: str, level: str | None) -> str:
         text = mark_http_status(message)
         zeroed = text.translate(ZERO_DIGITS)
-        mixed = SEPARATOR.join(MIXED_TOKEN_RE.findall(text))
+        classes = SEPARATOR.join(CLASS_SITES_RE.findall(text)).translate(DIGIT_CLASSES)
         verbatim = tuple(VERBATIM_RE.findall(text))
-        by_class = (zeroed, mixed.translate(DIGIT_CLASSES), verbatim, level)
+        by_class = (zeroed, classes, verbatim, level)
         key = self._keys.get(by_class)
         if key is None:
-            by_digits = (zeroed, SEPARATOR + mixed, verbatim, level)  # the separator keeps the two kinds apart
+            # (the leading separator keeps the two kinds of entry apart)
+            by_digits = (zeroed, SEPARATOR.join(("", *MIXED_TOKEN_RE.findall(text), classes)), verbatim, level)
             key = self._keys.get(by_digits)
             if key is None:
                 self.misses += 1

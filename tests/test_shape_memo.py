@@ -11,7 +11,7 @@ import pytest
 
 from service.masking import key_of
 from service.parsing import parse_line
-from service.shape_memo import MIXED_TOKEN_RE, VERBATIM_RE, ShapeMemo
+from service.shape_memo import CLASS_SITES_RE, VERBATIM_RE, ShapeMemo
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -62,12 +62,12 @@ def corpus_messages() -> list[tuple[str, str | None]]:
 
 
 def redraw(message: str, rng: random.Random) -> str:
-    """Every digit redrawn within what the memo claims masking cannot tell apart: free in a plain
-    number, within its class (0, 1, 2-9) in a letters-and-digits token, never where compared verbatim."""
+    """Every digit redrawn within what the memo claims masking cannot tell apart: freely, but within its
+    class (0, 1, 2-9) at the class sites, and never where compared verbatim."""
     verbatim, by_class = set(), set()
     for m in VERBATIM_RE.finditer(message):
         verbatim.update(range(*m.span()))
-    for m in MIXED_TOKEN_RE.finditer(message):
+    for m in CLASS_SITES_RE.finditer(message):
         by_class.update(range(*m.span()))
     out = []
     for i, c in enumerate(message):
