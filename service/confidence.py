@@ -35,7 +35,7 @@ def temperature_of(config: dict) -> float:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Neighbour:
     """The training template nearest to a line: why the student answered as it did."""
     key: str
