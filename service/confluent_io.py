@@ -13,8 +13,8 @@ kafka-python's on this machine (bench/e2e.py, "Kafka client" table).
 
 from __future__ import annotations
 
-import time
 import threading
+import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -201,6 +201,11 @@ class ConfluentConsumer(Reachability):
         return high if high >= 0 else None
 
     def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
+        if self._pending_commit is not None:  # not while a commit is inside librdkafka, if it can be helped
+            try:
+                self._pending_commit.result(timeout=(timeout_ms or 5_000) / 1000)
+            except Exception:  # its outcome no longer matters: what it did not commit is redelivered
+                pass
         self._consumer.close()  # auto-commit is off: nothing is committed here
 
 
