@@ -13,7 +13,6 @@ kafka-python's on this machine (bench/e2e.py, "Kafka client" table).
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
@@ -52,31 +51,18 @@ def raised(exc: KafkaException) -> KafkaError:
     return as_kafka_error(exc.args[0]) if exc.args and isinstance(exc.args[0], LibError) else KafkaError(str(exc))
 
 
-class BackgroundCalls:
-    """Calls run one at a time, in order, on one daemon thread of their own; each call's outcome in a
-    Future. A daemon: a call stuck on an outage must not hold up exit. One long-lived thread, as
-    starting a thread per call would cost the caller its start-up (ms on a busy machine)."""
+def in_background(call, *args) -> Future:
+    """call(*args) on a daemon thread of its own; its outcome in the returned Future."""
+    future = Future()
 
-    def __init__(self, name: str):
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+    def run():
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
 
-    def submit(self, call, *args) -> Future:
-        future = Future()
-        self._calls.put((future, call, args))
-        return future
-
-    def stop(self) -> None:
-        """The thread ends after the calls already submitted."""
-        self._calls.put(None)
-
-    def _run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            future, call, args = item
-            try:
-                future.set_result(call(*args))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
+    threading.Thread(target=run, name="kafka-commit", daemon=True).start()
+    return future
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +108,6 @@ class ConfluentConsumer(Reachability):
     def __init__(self, settings: dict, topics: list[str] | None = None):
         super().__init__()
         self._consumer = self._client = Consumer({**settings, "error_cb": self.on_error})
-        self._committer = BackgroundCalls("kafka-commit")
         self._pending_commit: Future | None = None
         if topics:
             self._consumer.subscribe(topics)
@@ -161,13 +146,13 @@ class ConfluentConsumer(Reachability):
         KafkaTimeoutError after timeout_ms, as kafka-python does.
 
         librdkafka's synchronous commit has no timeout: with the coordinator gone it waits until it is
-        back, and serve's loop (and /readyz) would wait with it. So the commit runs on a thread of its own
-        (BackgroundCalls) and is waited for here. A commit that timed out is still in flight; the
-        caller's retry first waits for that one (and raises what it raises), so commits reach the
-        broker one at a time, in order: an older one never lands after a newer."""
+        back, and serve's loop (and /readyz) would wait with it. So the commit runs on a daemon thread
+        (one stuck on an outage must not hold up exit) and is waited for here. A commit that timed out
+        is still in flight; the caller's retry first waits for that one (and raises what it raises),
+        so commits reach the broker one at a time, in order: an older one never lands after a newer."""
         partitions = [LibPartition(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()]
         if self._pending_commit is None or self._pending_commit.done():
-            self._pending_commit = self._committer.submit(self._commit_now, partitions)
+            self._pending_commit = in_background(self._commit_now, partitions)
             issued = True
         else:
             issued = False  # the earlier commit is still waiting for the coordinator
@@ -221,7 +206,6 @@ class ConfluentConsumer(Reachability):
                 self._pending_commit.result(timeout=(timeout_ms or 5_000) / 1000)
             except Exception:  # its outcome no longer matters: what it did not commit is redelivered
                 pass
-        self._committer.stop()
         self._consumer.close()  # auto-commit is off: nothing is committed here
 
 
